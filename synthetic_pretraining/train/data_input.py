@@ -1,0 +1,58 @@
+"""SeqIO datasets → host-local numpy batches for the trainer (model features of EncDecFeatureConverter)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Iterator, Mapping
+
+import jax
+import numpy as np
+import seqio
+import tensorflow as tf
+
+
+def import_task_modules(modules: str | list[str] | tuple[str, ...] | None) -> None:
+  """Imports the modules that register SeqIO tasks (T5X's MIXTURE_OR_TASK_MODULE)."""
+  if not modules:
+    return
+  for module in [modules] if isinstance(modules, str) else modules:
+    importlib.import_module(module)
+
+
+def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
+  try:
+    return seqio.get_mixture_or_task(name)
+  except ValueError:
+    known = sorted(seqio.MixtureRegistry.names()) + sorted(seqio.TaskRegistry.names())
+    raise ValueError(f"no SeqIO task or mixture named {name!r}; registered: {known}") from None
+
+
+def host_batch_size(global_batch_size: int) -> int:
+  if global_batch_size % jax.process_count():
+    raise ValueError(f"batch size {global_batch_size} is not divisible by the number of "
+                     f"processes {jax.process_count()}")
+  return global_batch_size // jax.process_count()
+
+
+def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, int], split: str,
+                global_batch_size: int, *, shuffle: bool, seed: int, pack: bool,
+                num_epochs: int | None = None, skip_batches: int = 0) -> tf.data.Dataset:
+  """This host's shard of `split`, converted to model features and batched.
+
+  Each process reads shard `process_index` of `process_count`; with a fixed seed the order is
+  deterministic, and `skip_batches` resumes a stream where a checkpointed run left it.
+  """
+  get_mixture_or_task(mixture_or_task_name)
+  shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+  ds = seqio.get_dataset(
+      mixture_or_task_name, task_feature_lengths=dict(task_feature_lengths),
+      dataset_split=split, shuffle=shuffle, num_epochs=num_epochs, seed=seed, shard_info=shard,
+      use_cached=False, feature_converter=seqio.EncDecFeatureConverter(pack=pack))
+  ds = ds.batch(host_batch_size(global_batch_size), drop_remainder=True)
+  if skip_batches:
+    ds = ds.skip(skip_batches)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def as_numpy(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
+  return ds.as_numpy_iterator()

@@ -1,0 +1,72 @@
+"""Optimiser, learning-rate schedules and the loss, with the settings of SPEC §5.2."""
+
+from __future__ import annotations
+
+import gin
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@gin.configurable
+def learning_rate_schedule(factors: str = "constant * rsqrt_decay", base_learning_rate: float = 1.0,
+                           warmup_steps: int = 10_000) -> optax.Schedule:
+  """T5X's factor-string schedules; supported factors: constant, rsqrt_decay.
+
+  `constant * rsqrt_decay` with base 1.0 is the paper's pre-training schedule
+  (1/√max(step, warmup): 0.01 for 10k steps, then inverse-sqrt decay); `constant` with the
+  task's learning rate is its fine-tuning schedule.
+  """
+  names = [f.strip() for f in factors.split("*") if f.strip()]
+  unknown = sorted(set(names) - {"constant", "rsqrt_decay"})
+  if unknown or not names:
+    raise ValueError(f"unknown learning-rate factors {unknown or factors!r}; supported: "
+                     "'constant', 'rsqrt_decay' joined by '*'")
+
+  def schedule(step):
+    rate = jnp.asarray(1.0, jnp.float32)
+    for name in names:
+      if name == "constant":
+        rate = rate * base_learning_rate
+      else:
+        rate = rate * jax.lax.rsqrt(jnp.maximum(jnp.asarray(step, jnp.float32), warmup_steps))
+    return rate
+
+  return schedule
+
+
+@gin.configurable
+def adafactor(learning_rate: optax.Schedule, decay_rate: float = 0.8,
+              clipping_threshold: float | None = 1.0, min_dim_size_to_factor: int = 128,
+              multiply_by_parameter_scale: bool = True, epsilon1: float = 1e-30,
+              momentum: float | None = None) -> optax.GradientTransformation:
+  """optax Adafactor with T5X's defaults (ε2 = 1e-3 is optax's parameter-scale floor)."""
+  return optax.adafactor(learning_rate=learning_rate, decay_rate=decay_rate,
+                         clipping_threshold=clipping_threshold,
+                         min_dim_size_to_factor=min_dim_size_to_factor,
+                         multiply_by_parameter_scale=multiply_by_parameter_scale, eps=epsilon1,
+                         momentum=momentum)
+
+
+def cross_entropy_loss(logits: jax.Array, targets: jax.Array, weights: jax.Array,
+                       z_loss: float = 0.0, label_smoothing: float = 0.0):
+  """Token cross-entropy SUMMED over weighted (non-pad) targets, plus z-loss, as T5X.
+
+  Returns (total_loss, z_loss_part, per-token loss). Label smoothing mixes the one-hot target with
+  the uniform distribution and subtracts the smoothed target's entropy (T5X's normalising constant),
+  so a perfect prediction still has zero loss.
+  """
+  vocab = logits.shape[-1]
+  logits = logits.astype(jnp.float32)
+  confidence = 1.0 - label_smoothing
+  low = label_smoothing / (vocab - 1)
+  normalizing = -(confidence * jnp.log(confidence) +
+                  (vocab - 1) * low * jnp.log(low + 1e-20)) if label_smoothing else 0.0
+  soft_targets = jax.nn.one_hot(targets, vocab) * (confidence - low) + low
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  log_probs = logits - log_z[..., None]
+  token_loss = -jnp.sum(soft_targets * log_probs, axis=-1) - normalizing
+  token_z = z_loss * jnp.square(log_z)
+  weights = weights.astype(jnp.float32)
+  total = jnp.sum((token_loss + token_z) * weights)
+  return total, jnp.sum(token_z * weights), token_loss
