@@ -379,9 +379,10 @@ class Decoder(nn.Module):
     if decode:
       # One step: bias row `cache_index` of the [max_len, max_len] causal table.
       full = relpos(max_decode_length, max_decode_length, False)
+      had_cache = self.has_variable("cache", "decoder_step")
       index = self.variable("cache", "decoder_step", lambda: jnp.array(0, jnp.int32))
       self_bias = jax.lax.dynamic_slice_in_dim(full, index.value, 1, axis=2)
-      if not self.is_initializing():
+      if had_cache:  # The first call only creates the cache (as the attention layers do).
         index.value = index.value + 1
       cross_bias = _mask_to_bias(attention_mask(jnp.ones_like(decoder_input_tokens, bool),
                                                 encoder_ok))

@@ -121,10 +121,10 @@ def load_params(path: str) -> dict:
   `path` is a model directory (newest step), a step directory, or a T5X checkpoint directory
   (`checkpoint_<step>`, imported with `t5x_import`).
   """
-  if os.path.basename(os.path.normpath(path)).startswith("checkpoint_") or os.path.exists(
-      os.path.join(path, "checkpoint")):
-    from synthetic_pretraining.train import t5x_import  # pylint: disable=g-import-not-at-top
-    return t5x_import.load_t5x_checkpoint(path)
+  from synthetic_pretraining.train import t5x_import  # pylint: disable=g-import-not-at-top
+  if (os.path.basename(os.path.normpath(path)).startswith("checkpoint_") or
+      os.path.exists(os.path.join(path, "checkpoint")) or t5x_import.checkpoint_steps(path)):
+    return t5x_import.load_t5x_params(path)
   item_dir = _resolve_step_dir(path)
   checkpointer = ocp.PyTreeCheckpointer()
   metadata = checkpointer.metadata(item_dir)

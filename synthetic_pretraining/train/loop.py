@@ -85,7 +85,7 @@ def train(*,
           z_loss: float = 1e-4,
           label_smoothing: float = 0.0,
           initial_checkpoint_path: str | None = None,
-          transfer_mode: str = "all",
+          transfer_mode: str = "all_but_embedding",
           init_hook: Callable[[Any], Any] | None = None,
           inference_evaluator: Callable[..., Any] | None = None) -> dict:
   """Trains (or resumes) a run; returns the final teacher-forced validation metrics."""

@@ -10,7 +10,7 @@ VOCAB = seqio.ByteVocabulary(extra_ids=100)
 NAME = "toy_copy"
 
 
-def _dataset_fn(split, shuffle_files, seed=None, max_len=12, num_examples=None):
+def _dataset_fn(split, shuffle_files, seed=None, max_len=8, num_examples=None):
   del shuffle_files, seed
   offset = 0 if split == "train" else 10_000_000
 
@@ -18,8 +18,8 @@ def _dataset_fn(split, shuffle_files, seed=None, max_len=12, num_examples=None):
     i = 0
     while num_examples is None or i < (num_examples if split == "train" else 64):
       rng = np.random.default_rng(offset + i)
-      n = int(rng.integers(4, max_len + 1))
-      ids = rng.integers(3, 3 + 20, n).astype(np.int32)
+      n = int(rng.integers(3, max_len + 1))
+      ids = rng.integers(3, 3 + 16, n).astype(np.int32)
       yield {"inputs": ids, "targets": ids}
       i += 1
       if split != "train" and i >= 256:
