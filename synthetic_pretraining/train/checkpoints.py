@@ -60,7 +60,8 @@ class Checkpointer:
     self.directory = os.path.abspath(os.path.join(model_dir, CHECKPOINT_SUBDIR))
     self.period = period
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

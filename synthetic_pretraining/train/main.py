@@ -69,6 +69,22 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
   except Exception as e:  # gin raises ValueError/KeyError/SyntaxError; keep its message.
     raise GinConfigError(f"gin configuration error in {resolved} / bindings {list(bindings)}:"
                          f"\n{e}") from e
+  missing = unset_required_macros()
+  if missing:
+    raise GinConfigError(
+        f"required gin macro(s) not set: {', '.join(missing)} (gin files {resolved}); set each "
+        f"with --gin.NAME=VALUE, e.g. --gin.{missing[0]}=\"'...'\"")
+
+
+def unset_required_macros() -> list[str]:
+  """Macros whose value is still `%gin.REQUIRED` after parsing (T5X's required macros)."""
+  missing = []
+  for (name, selector), values in gin.config._CONFIG.items():  # pylint: disable=protected-access
+    value = values.get("value")
+    if selector == "gin.macro" and getattr(value, "scoped_selector", "").startswith(
+        "gin.REQUIRED"):
+      missing.append(name)
+  return sorted(missing)
 
 
 def _register_configurables() -> None:
@@ -97,7 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-  sys.exit(main())
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  try:
+    sys.exit(main())
+  except (GinConfigError, checkpoints.IncompatibleCheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
