@@ -71,6 +71,15 @@ def exact_match_f1(targets: Sequence[str], predictions: Sequence[str]) -> dict[s
   return {"em": float(em), "f1": float(f1)}
 
 
+def chrf(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """sacrebleu's corpus chrF (character n-gram F-score, 0–100): a graded score for sequence
+  outputs (code, SMILES, logical forms) where exact match is 0 for small models. Not a paper
+  metric; reported beside em/f1."""
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  _check_lengths(targets, predictions)
+  return {"chrf": float(sacrebleu.corpus_chrf(list(predictions), [list(targets)]).score)}
+
+
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -97,9 +106,9 @@ def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[
 
 METRIC_FNS: Mapping[str, tuple] = {
     "cnndm_10k": (rouge,),
-    "code_translation": (exact_match_f1,),
-    "mtop": (exact_match_f1,),
-    "retrosynthesis": (exact_match_f1,),
-    "webqsp": (exact_match_f1,),
+    "code_translation": (exact_match_f1, chrf),
+    "mtop": (exact_match_f1, chrf),
+    "retrosynthesis": (exact_match_f1, chrf),
+    "webqsp": (exact_match_f1, chrf),
     "squad": (squad,),
 }

@@ -126,3 +126,12 @@ def test_length_mismatch_and_empty_input_raise():
     metrics.rouge([], [])
   with pytest.raises(ValueError, match="non-empty list of answers"):
     metrics.squad(["Paris"], ["Paris"])
+
+
+def test_chrf_is_graded_and_bounded():
+  from synthetic_pretraining.data import metrics as m
+  targets = ["CC(=O)Oc1ccccc1C(=O)O", "public void f ( ) { }"]
+  assert m.chrf(targets, targets)["chrf"] == 100.0
+  partial = m.chrf(targets, ["CC(=O)Oc1ccccc1", "public void g ( ) { }"])["chrf"]
+  assert 30.0 < partial < 100.0
+  assert m.chrf(targets, ["xyz", "qqq"])["chrf"] < 5.0
