@@ -44,6 +44,7 @@ class InferenceEvaluator:
   def _evaluator(self, model_dir: str) -> seqio.Evaluator:
     if model_dir not in self._evaluators:
       log_dir = os.path.join(model_dir, "inference_eval")
+      os.makedirs(log_dir, exist_ok=True)
       loggers = [_example_logger(self.write_n_results)] if jax.process_index() == 0 else []
       self._evaluators[model_dir] = seqio.Evaluator(
           mixture_or_task_name=self.name,
