@@ -1,0 +1,233 @@
+"""`synthetic_pretraining.tasks`: every task and mixture gives well-formed batches (byte vocab)."""
+
+import importlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import gin
+import numpy as np
+import pytest
+import seqio
+
+from synthetic_pretraining.data import synthetic_sources as ss
+from synthetic_pretraining.data import vocab
+from synthetic_pretraining.generators import base
+from synthetic_pretraining.generators import cli as generate_cli
+from synthetic_pretraining.generators import registry
+from synthetic_pretraining.vocab_spec import VocabSpec
+from tests.conftest import REPO_ROOT
+
+# Short lengths keep packing windows small (seqio packs max(lengths) examples at a time); longer
+# examples are truncated, which append_eos_after_trim must handle too.
+LENGTHS = {"inputs": 128, "targets": 128}
+BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def sp_tasks():
+  """The registry module, every task registered for the byte vocabulary (no network)."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv(vocab.VOCAB_ENV, "byte")
+    module = importlib.import_module("synthetic_pretraining.tasks")
+    module.register_all(seqio.ByteVocabulary(extra_ids=100))
+    yield module
+
+
+@pytest.fixture
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def _batch(name, pack, seed=0, split="train", index=0):
+  ds = seqio.get_dataset(name, LENGTHS, seqio.EncDecFeatureConverter(pack=pack),
+                         dataset_split=split, shuffle=True, seed=seed, batch_size=BATCH)
+  for i, batch in enumerate(ds.as_numpy_iterator()):
+    if i == index:
+      return batch
+  raise AssertionError(f"{name}: fewer than {index + 1} batches")
+
+
+def _check_row_unpacked(tokens):
+  n = int(np.count_nonzero(tokens))
+  assert n > 1 and (tokens[:n] != 0).all() and (tokens[n:] == 0).all()
+  assert tokens[n - 1] == 1 and (tokens[:n - 1] != 1).all(), "exactly one EOS, at the end"
+
+
+def _check_row_packed(tokens, segments, positions):
+  n = int(np.count_nonzero(segments))
+  assert n > 1 and (segments[n:] == 0).all() and (tokens[n:] == 0).all()
+  assert (tokens[:n] != 0).all()
+  assert segments[0] == 1 and set(np.diff(segments[:n])) <= {0, 1}
+  starts = np.flatnonzero(np.diff(np.concatenate([[0], segments[:n]])))
+  for seg, start in enumerate(starts):
+    end = starts[seg + 1] if seg + 1 < len(starts) else n
+    np.testing.assert_array_equal(positions[start:end], np.arange(end - start))
+    assert tokens[end - 1] == 1 and (tokens[start:end - 1] != 1).all()
+  return starts
+
+
+def check_batch(batch, packed):
+  keys = {"encoder_input_tokens", "decoder_target_tokens", "decoder_input_tokens",
+          "decoder_loss_weights"}
+  if packed:
+    keys |= {"encoder_segment_ids", "decoder_segment_ids", "encoder_positions",
+             "decoder_positions"}
+  assert set(batch) == keys
+  for key, value in batch.items():
+    assert value.dtype == np.int32, key
+    assert value.shape == (BATCH, LENGTHS["targets" if key.startswith("decoder") else "inputs"])
+  targets, dec_inputs = batch["decoder_target_tokens"], batch["decoder_input_tokens"]
+  np.testing.assert_array_equal(batch["decoder_loss_weights"], (targets != 0).astype(np.int32))
+  for r in range(BATCH):
+    if not packed:
+      _check_row_unpacked(batch["encoder_input_tokens"][r])
+      _check_row_unpacked(targets[r])
+      np.testing.assert_array_equal(dec_inputs[r], np.concatenate([[0], targets[r][:-1]]))
+      continue
+    enc_starts = _check_row_packed(batch["encoder_input_tokens"][r],
+                                   batch["encoder_segment_ids"][r], batch["encoder_positions"][r])
+    dec_starts = _check_row_packed(targets[r], batch["decoder_segment_ids"][r],
+                                   batch["decoder_positions"][r])
+    assert len(enc_starts) == len(dec_starts)
+    shifted = np.concatenate([[0], targets[r][:-1]])
+    shifted[dec_starts] = 0  # Each packed segment starts its decoder inputs afresh.
+    n = int(np.count_nonzero(batch["decoder_segment_ids"][r]))
+    np.testing.assert_array_equal(dec_inputs[r][:n], shifted[:n])
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
+@pytest.mark.parametrize("name", registry.TASK_NAMES)
+def test_every_synthetic_task_gives_well_formed_batches(sp_tasks, name, pack):
+  del sp_tasks
+  check_batch(_batch(name, pack), packed=pack)
+
+
+@pytest.mark.parametrize("name,pack", [("lime", True), ("simple_tasks_all", False)])
+def test_mixtures_give_well_formed_batches(sp_tasks, name, pack):
+  del sp_tasks
+  check_batch(_batch(name, pack), packed=pack)
+
+
+def test_validation_split_batches(sp_tasks):
+  del sp_tasks
+  check_batch(_batch("set", pack=False, split="validation"), packed=False)
+  check_batch(_batch("nesting_language", pack=True, split="validation"), packed=True)
+
+
+def test_registered_names(sp_tasks):
+  tasks, mixtures = set(seqio.TaskRegistry.names()), set(seqio.MixtureRegistry.names())
+  assert len(registry.TASK_NAMES) == 23
+  for name in registry.TASK_NAMES:
+    assert {name, name + "_files"} <= tasks
+    assert seqio.get_mixture_or_task(name).metric_fns == []
+  assert "natural_span_corruption" in tasks
+  assert {"cnndm_10k", "code_translation", "mtop", "retrosynthesis", "webqsp"} <= tasks
+  assert {"lime", "simple_tasks_all", "lime_files", "simple_tasks_all_files"} <= mixtures
+  assert sorted(t.name for t in seqio.get_mixture_or_task("lime").tasks) == [
+      "abduct", "deduct", "induct"]
+  simple = [t.name for t in seqio.get_mixture_or_task("simple_tasks_all").tasks]
+  assert len(simple) == 18 and "set" in simple and "induct" not in simple
+  assert set(sp_tasks.REGISTERED_NAMES) <= tasks | mixtures
+
+
+@pytest.mark.parametrize("name,pack", [("set", True), ("nesting_language", False)])
+def test_same_seed_same_batch(sp_tasks, name, pack):
+  del sp_tasks
+  first = _batch(name, pack=pack, seed=11)
+  again = _batch(name, pack=pack, seed=11)
+  other = _batch(name, pack=pack, seed=12)
+  for key in first:
+    np.testing.assert_array_equal(first[key], again[key])
+  assert not np.array_equal(first["encoder_input_tokens"], other["encoder_input_tokens"])
+
+
+def test_streamed_examples_are_the_generators_with_eos(sp_tasks):
+  del sp_tasks
+  task = seqio.get_mixture_or_task("set")
+  lengths = {"inputs": 512, "targets": 512}  # No truncation.
+  got = list(task.get_dataset(lengths, "train", shuffle=True, seed=4).take(3).as_numpy_iterator())
+  generator = registry.get_task("set", VocabSpec.byte())
+  for index, example in enumerate(got):
+    inputs, targets = base.example_at(generator, 4, 0, index)
+    assert example["inputs"].tolist() == inputs.tolist() + [1]
+    assert example["targets"].tolist() == targets.tolist() + [1]
+
+
+def test_resume_with_start_index_gives_the_tail(sp_tasks, clean_gin):
+  del sp_tasks
+  third = _batch("reverse", pack=False, seed=2, index=2)
+  gin.bind_parameter("synthetic_pretraining.stream_settings.start_index", 2 * BATCH)
+  resumed = _batch("reverse", pack=False, seed=2, index=0)
+  for key in third:
+    np.testing.assert_array_equal(third[key], resumed[key])
+
+
+def test_files_variant_reads_generated_files(sp_tasks, tmp_path, monkeypatch, clean_gin):
+  del sp_tasks
+  generate_cli.write_task_files(registry.get_task("union", VocabSpec.byte()), tmp_path,
+                                num_examples=40, num_train=30, num_valid=8, show_progress=False)
+  monkeypatch.setenv(ss.DATA_DIR_ENV, str(tmp_path))
+  ds = seqio.get_dataset("union_files", LENGTHS, seqio.EncDecFeatureConverter(pack=False),
+                         dataset_split="validation", shuffle=False, batch_size=BATCH)
+  batch = next(ds.as_numpy_iterator())
+  check_batch(batch, packed=False)
+  lines = (tmp_path / "union" / "valid.txt").read_text().splitlines()
+  length = LENGTHS["inputs"]
+  for row, line in zip(batch["encoder_input_tokens"], lines):
+    ids = [int(t) for t in line.split("\t")[0][1:-1].split(", ")][:length - 1] + [1]
+    assert row[:len(ids)].tolist() == ids
+
+
+def test_reimport_replaces_registrations(sp_tasks):
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv(vocab.VOCAB_ENV, "byte")
+    importlib.reload(sp_tasks)
+    if str(REPO_ROOT) not in sys.path:
+      patch.syspath_prepend(str(REPO_ROOT))
+    importlib.import_module("tasks")  # The source-tree copy registers the same names again.
+  assert isinstance(seqio.get_mixture_or_task("set").output_features["inputs"].vocabulary,
+                    seqio.ByteVocabulary)
+
+
+@pytest.mark.slow
+def test_import_from_installed_copy(tmp_path):
+  src, site = tmp_path / "src", tmp_path / "site"
+  src.mkdir()
+  for name in ("setup.py", "README.md"):
+    shutil.copy(REPO_ROOT / name, src / name)
+  ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+  for name in ("synthetic_pretraining", "tasks"):
+    shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
+  subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                  "--no-build-isolation", "--target", str(site), str(src)], check=True,
+                 capture_output=True, timeout=300)
+  code = textwrap.dedent("""
+      import seqio
+      import synthetic_pretraining.tasks as sp_tasks
+      print("FILE", sp_tasks.__file__)
+      print("NAMES", " ".join(sorted(seqio.TaskRegistry.names())))
+      print("MIXTURES", " ".join(sorted(seqio.MixtureRegistry.names())))
+      # Leave a live streamed iterator behind: the process must still exit (tf.data threads
+      # call back into Python; see synthetic_sources._ExitGuard).
+      iterator = iter(seqio.get_mixture_or_task("set").get_dataset(
+          {"inputs": 256, "targets": 256}, "train", seed=0).prefetch(8))
+      for _ in range(300):
+        next(iterator)
+      print("STREAMED")
+  """)
+  env = dict(os.environ, PYTHONPATH=str(site), SP_VOCAB="byte", TF_CPP_MIN_LOG_LEVEL="3")
+  result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+  assert pathlib.Path(lines["FILE"]).is_relative_to(site)
+  names = set(lines["NAMES"].split())
+  assert set(registry.TASK_NAMES) <= names and "natural_span_corruption" in names
+  assert {"lime", "simple_tasks_all"} <= set(lines["MIXTURES"].split())
+  assert "STREAMED" in result.stdout
