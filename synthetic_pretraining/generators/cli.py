@@ -141,14 +141,18 @@ def _temp_path(final: pathlib.Path) -> pathlib.Path:
 
 
 def _dedup_into(chunks: Iterable[list[str]], path: pathlib.Path, progress) -> tuple[int, int]:
-  """Writes lines whose input part was not seen before; returns (generated, kept)."""
+  """Writes lines whose input part (whole line if inputs are empty) was not seen before;
+  returns (generated, kept)."""
   seen: set[bytes] = set()
   generated = kept = 0
   with open(path, "w", encoding="utf-8") as f:
     for lines in chunks:
       out = []
       for line in lines:
-        key = hashlib.blake2b(line[:line.index("\t")].encode(), digest_size=16).digest()
+        inputs = line[:line.index("\t")]
+        # Targets-only tasks (nesting_language: inputs "[]") are deduplicated on the whole line.
+        key = hashlib.blake2b((line if inputs == "[]" else inputs).encode(),
+                              digest_size=16).digest()
         if key not in seen:
           seen.add(key)
           out.append(line)

@@ -142,3 +142,13 @@ def test_processes_do_not_change_the_files(tmp_path):
   for name in ("train.txt", "valid.txt"):
     assert ((tmp_path / "one" / "sort" / name).read_bytes()
             == (tmp_path / "two" / "sort" / name).read_bytes())
+
+
+def test_targets_only_task_is_deduplicated_on_whole_lines(tmp_path):
+  """nesting_language has empty inputs: dedup by input would keep a single line."""
+  argv = ["--task", "nesting_language", "--num_examples", "300", "--out", str(tmp_path),
+          "--num_train", "250", "--num_valid", "20", "--seed", "1"]
+  assert cli.main(argv) == 0
+  train = _read(tmp_path / "nesting_language" / "train.txt")
+  assert len(train) == 250 and len(set(train)) == 250
+  assert all(line.startswith("[]\t[") for line in train)
