@@ -142,9 +142,12 @@ def evaluate(*, model_config=gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
 
 
 def _checkpoint_step(path: str) -> int:
-  """The step number in a checkpoint path (…/checkpoints/<step>, checkpoint_<step>), else 0."""
-  for part in reversed(os.path.normpath(path).split(os.sep)):
-    digits = part.split("_")[-1]
-    if digits.isdigit():
-      return int(digits)
-  return 0
+  """The step of the checkpoint `path` resolves to (…/checkpoints/<step>, checkpoint_<step>)."""
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  try:
+    path = os.path.dirname(checkpoints._resolve_step_dir(path))  # pylint: disable=protected-access
+  except FileNotFoundError:
+    pass  # T5X layouts: the step is in the directory name.
+  name = os.path.basename(os.path.normpath(path))
+  digits = name.split("_")[-1]
+  return int(digits) if digits.isdigit() else 0

@@ -115,3 +115,20 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
   c = checkpoints.load_params(os.path.join(killed, "checkpoints", "20"))
   moved = jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), b, c))
   assert max(moved) > 1e-3
+
+
+def test_eval_gin_evaluates_a_checkpoint(tmp_path):
+  from synthetic_pretraining.train import metrics_io
+  run_in_process(tmp_path / "run", "--gin.TRAIN_STEPS=3", "--gin.PERIOD=3")
+  gin.clear_config()
+  out = tmp_path / "eval"
+  main.main(["--gin_file=models/tiny.gin", "--gin_file=runs/eval.gin",
+             "--gin.MIXTURE_OR_TASK_NAME='toy_copy'",
+             "--gin.MIXTURE_OR_TASK_MODULE='tests.train.toy_tasks'",
+             "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}", "--gin.BATCH_SIZE=8",
+             "--gin.EVAL_STEPS=2", f"--gin.CHECKPOINT_PATH='{tmp_path / 'run'}'",
+             f"--gin.MODEL_DIR='{out}'", "--gin.evaluation.evaluate.inference_evaluator=None"])
+  records = list(metrics_io.read(str(out)))
+  assert len(records) == 1
+  assert records[0]["step"] == 3 and records[0]["group"] == "training_eval"
+  assert records[0]["num_tokens"] > 0 and 0.0 <= records[0]["accuracy"] <= 1.0
