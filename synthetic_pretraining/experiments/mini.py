@@ -14,6 +14,10 @@
 
 Everything runs in one process on the byte vocabulary (no SentencePiece model needed). Sizes,
 steps and seeds are gin knobs of `mini_experiment` (gin/experiments/mini.gin holds the defaults).
+Scale choices (not the paper's): synthetic sequences of 10–60 printable-ASCII byte symbols (the
+symbols of the byte-level downstream text), a constant pre-training rate of 0.03 (the paper's
+1/√max(step, 10⁴) is a flat 0.01 over its first 10k steps; the tiny model needs ~1k steps at 0.03
+to learn Identity), fine-tuning at 0.01, downstream examples of at most 63 bytes.
 Finished runs are skipped and interrupted ones resume, so re-running the command is cheap.
 Where no downstream data can be had, it says how to provide them and still pre-trains.
 """
@@ -110,14 +114,16 @@ def mini_experiment(out_dir: str = "runs/mini",
                                                          (NATURAL, "natural_span_corruption")),
                     downstream_tasks: Sequence[str] = ("code_translation", "retrosynthesis"),
                     synthetic_length_range: tuple[int, int] = (10, 60),
+                    synthetic_alphabet: str = "printable",
                     pretrain_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64)),
-                    pretrain_steps: int = 600,
+                    pretrain_steps: int = 1000,
                     pretrain_batch_size: int = 32,
+                    pretrain_learning_rate: float = 0.03,
                     finetune_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64)),
-                    finetune_steps: int = 600,
+                    finetune_steps: int = 500,
                     finetune_batch_size: int = 32,
                     finetune_learning_rate: float = 0.01,
-                    eval_period: int = 200,
+                    eval_period: int = 250,
                     eval_steps: int = 8,
                     max_input_bytes: int = 63,
                     max_target_bytes: int = 63,
@@ -149,8 +155,13 @@ def mini_experiment(out_dir: str = "runs/mini",
             "test": num_test_examples}
   ready = prepare_subsets(downstream_tasks, out_dir, raw_data_dir, max_input_bytes,
                           max_target_bytes, limits)
-  synthetic_knobs = {task: {"length_range": tuple(synthetic_length_range)}
-                     for task in pretrain_tasks.values() if task != "natural_span_corruption"}
+  knobs = {"length_range": tuple(synthetic_length_range)}
+  if synthetic_alphabet == "printable":  # The symbols the byte-level downstream text uses.
+    knobs["alphabet"] = [b + 3 for b in range(32, 127)]
+  elif synthetic_alphabet != "all":
+    raise ValueError(f"synthetic_alphabet must be 'printable' or 'all', got {synthetic_alphabet!r}")
+  synthetic_knobs = {task: dict(knobs) for task in pretrain_tasks.values()
+                     if task != "natural_span_corruption"}
   with gin.unlock_config():
     gin.bind_parameter("synthetic_pretraining.generator_knobs.knobs", synthetic_knobs)
   config = t5.get_config(model_preset, dropout_rate=dropout_rate)
@@ -168,8 +179,8 @@ def mini_experiment(out_dir: str = "runs/mini",
       loop.train(model_dir=model_dir, model_config=config, mixture_or_task_name=task,
                  task_feature_lengths=pretrain_lengths, train_steps=pretrain_steps,
                  batch_size=pretrain_batch_size, seed=seed, data_seed=seed,
-                 learning_rate_fn=optim.learning_rate_schedule("constant * rsqrt_decay", 1.0,
-                                                               10_000),
+                 learning_rate_fn=optim.learning_rate_schedule("constant",
+                                                               pretrain_learning_rate),
                  eval_period=pretrain_steps, eval_steps=eval_steps,
                  checkpoint_period=pretrain_steps, log_period=max(pretrain_steps // 5, 1),
                  z_loss=0.0)
