@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synthetic_pretraining import param_tree
+
 Array = jax.Array
 _NEG_INF = -1e10
 
@@ -477,25 +479,7 @@ def count_params(params) -> int:
 
 def flatten_names(params) -> dict[str, Any]:
   """{'encoder/layers_0/attention/query/kernel': leaf, …}."""
-  flat = {}
-
-  def visit(prefix, node):
-    if isinstance(node, dict) or hasattr(node, "items"):
-      for key, value in node.items():
-        visit(f"{prefix}/{key}" if prefix else key, value)
-    else:
-      flat[prefix] = node
-
-  visit("", params)
-  return flat
+  return param_tree.flatten(params)
 
 
-def unflatten_names(flat: dict[str, Any]) -> dict:
-  tree: dict = {}
-  for name, value in flat.items():
-    node = tree
-    *parents, leaf = name.split("/")
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
+unflatten_names = param_tree.unflatten

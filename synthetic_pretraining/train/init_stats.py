@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import gin
 import numpy as np
 
+from synthetic_pretraining import param_tree
+
 PyTree = Any
 FlatParams = dict[str, Any]
 
@@ -90,34 +92,8 @@ CUSTOM_VALUE_TARGETS = {
 # Parameter trees.
 
 
-def flatten_params(tree: Mapping[str, Any], sep: str = "/") -> FlatParams:
-  """Flattens a nested mapping into `{'a/b/c': leaf}` (traversal order kept)."""
-  flat: FlatParams = {}
-
-  def visit(node: Mapping[str, Any], prefix: str) -> None:
-    for key, value in node.items():
-      name = f"{prefix}{sep}{key}" if prefix else str(key)
-      if isinstance(value, collections.abc.Mapping):
-        visit(value, name)
-      else:
-        flat[name] = value
-
-  if not isinstance(tree, collections.abc.Mapping):
-    raise TypeError(f"expected a nested mapping of parameters, got {type(tree).__name__}")
-  visit(tree, "")
-  return flat
-
-
-def unflatten_params(flat: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
-  """Inverse of `flatten_params`: `{'a/b': x}` → `{'a': {'b': x}}` (plain dicts)."""
-  tree: dict[str, Any] = {}
-  for name, value in flat.items():
-    *parents, leaf = name.split(sep)
-    node = tree
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
+flatten_params = param_tree.flatten
+unflatten_params = param_tree.unflatten
 
 
 def _unbox(leaf: Any) -> Any:

@@ -30,6 +30,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from synthetic_pretraining import param_tree
+
 Params = dict[str, Any]
 
 LEGACY_INDEX_FILE = "checkpoint"
@@ -42,28 +44,8 @@ _STEP_DIR_RE = re.compile(r"^checkpoint_(\d+)$")
 # Parameter-tree helpers (shared with transfer.py and statistics tooling).
 
 
-def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """Nested dict → {"encoder/layers_0/attention/query/kernel": leaf, …} (insertion order kept)."""
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}/{key}" if prefix else str(key)
-    if isinstance(value, Mapping):
-      flat.update(flatten_params(value, name))
-    else:
-      flat[name] = value
-  return flat
-
-
-def unflatten_params(flat: Mapping[str, Any]) -> Params:
-  """Inverse of `flatten_params`."""
-  tree: Params = {}
-  for name, value in flat.items():
-    node = tree
-    *parents, leaf = name.split("/")
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
+flatten_params = param_tree.flatten
+unflatten_params = param_tree.unflatten
 
 
 def leaf_shape(leaf: Any) -> tuple[int, ...]:

@@ -4,8 +4,6 @@ import csv
 import pathlib
 
 import jax
-import nbformat
-from nbclient import NotebookClient
 import numpy as np
 import pytest
 
@@ -13,7 +11,7 @@ from synthetic_pretraining.experiments import checkpoint_analysis as ca
 from synthetic_pretraining.model import t5
 from synthetic_pretraining.train import checkpoints
 from synthetic_pretraining.train import init_stats
-from tests.experiments.test_results_notebook import KERNEL_NAME, _kernel_spec_dir
+from tests.experiments import notebook_utils
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "checkpoint_statistics.ipynb"
 FIGURES = ("ln_scale_mean_per_layer.png", "kernel_std_per_layer.png", "relpos_bias.png",
@@ -37,10 +35,7 @@ def _perturbed(seed, ln_value, kernel_factor):
 
 
 def test_notebook_is_stored_without_outputs():
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbformat.validate(notebook)
-  code = [c for c in notebook.cells if c.cell_type == "code"]
-  assert code and all(not c.outputs and c.execution_count is None for c in code)
+  code = notebook_utils.assert_stored_without_outputs(NOTEBOOK)
   assert "SP_ANALYSIS_CHECKPOINTS" in code[0].source
 
 
@@ -53,28 +48,16 @@ def test_notebook_executes_and_writes_its_figures(tmp_path, monkeypatch):
   identity = tmp_path / "identity.npz"
   init_stats.save_npz_params(str(identity), _perturbed(2, lambda layer: 2.0, 3.0))
   out_dir = tmp_path / "out"
-  monkeypatch.setenv("JUPYTER_PATH", str(_kernel_spec_dir(tmp_path / "jupyter")))
-  monkeypatch.setenv("SP_ANALYSIS_CHECKPOINTS", f"set={set_dir},identity={identity}")
-  monkeypatch.setenv("SP_ANALYSIS_MODEL", "")
-  monkeypatch.setenv("SP_ANALYSIS_OUT", str(out_dir))
-  monkeypatch.setenv("MPLBACKEND", "Agg")
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-
-  NotebookClient(notebook, timeout=300, kernel_name=KERNEL_NAME,
-                 resources={"metadata": {"path": str(tmp_path)}}).execute()
-
-  outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
-  assert not [o for o in outputs if o.output_type == "error"]
-  text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+  text, markdown, displays = notebook_utils.execute(NOTEBOOK, tmp_path, monkeypatch, {
+      "SP_ANALYSIS_CHECKPOINTS": f"set={set_dir},identity={identity}", "SP_ANALYSIS_MODEL": "",
+      "SP_ANALYSIS_OUT": str(out_dir)})
   shapes = t5.params_shapes(t5.get_config("tiny"))
   n_tensors, n_params = len(init_stats.flatten_params(shapes)), t5.count_params(shapes)
   assert f"set: {n_tensors} tensors, {n_params:,} parameters ({set_dir})" in text
   assert "random_init: seed 0, T5Config(vocab_size=384, emb_dim=64" in text
-  markdown = "".join(o.data.get("text/markdown", "") for o in outputs
-                     if o.output_type == "display_data")
   assert "| pre_attention_ln mean | set | identity | random_init |" in markdown
   assert "| decoder 1 | 0.5 | 2 | 1 |" in markdown
-  images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+  images = [o for o in displays if "image/png" in o.data]
   assert len(images) == len(FIGURES)
   for name in FIGURES:
     assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
