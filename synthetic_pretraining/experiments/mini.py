@@ -17,7 +17,7 @@ steps and seeds are gin knobs of `mini_experiment` (gin/experiments/mini.gin hol
 Scale choices (not the paper's): synthetic sequences of 10–60 printable-ASCII byte symbols (the
 symbols of the byte-level downstream text), a constant pre-training rate of 0.03 (the paper's
 1/√max(step, 10⁴) is a flat 0.01 over its first 10k steps; the tiny model needs ~1k steps at 0.03
-to learn Identity), fine-tuning at 0.01, downstream examples of at most 63 bytes.
+to learn Identity; 800 steps here), fine-tuning at 0.01, downstream examples of at most 63 bytes.
 Finished runs are skipped and interrupted ones resume, so re-running the command is cheap.
 Where no downstream data can be had, it says how to provide them and still pre-trains.
 """
@@ -116,20 +116,20 @@ def mini_experiment(out_dir: str = "runs/mini",
                     synthetic_length_range: tuple[int, int] = (10, 60),
                     synthetic_alphabet: str = "printable",
                     pretrain_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64)),
-                    pretrain_steps: int = 1000,
+                    pretrain_steps: int = 800,
                     pretrain_batch_size: int = 32,
                     pretrain_learning_rate: float = 0.03,
                     finetune_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64)),
-                    finetune_steps: int = 500,
+                    finetune_steps: int = 400,
                     finetune_batch_size: int = 32,
                     finetune_learning_rate: float = 0.01,
-                    eval_period: int = 250,
+                    eval_period: int = 200,
                     eval_steps: int = 8,
                     max_input_bytes: int = 63,
                     max_target_bytes: int = 63,
                     num_train_examples: int = 20_000,
                     num_validation_examples: int = 256,
-                    num_test_examples: int = 200,
+                    num_test_examples: int = 100,
                     beam_size: int = 4,
                     transfer_mode: str = "all_but_embedding",
                     dropout_rate: float = 0.1,

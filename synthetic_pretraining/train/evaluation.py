@@ -68,7 +68,9 @@ class InferenceEvaluator:
         decoded = decoding.decode_tokens(trainer.model, params, tokens, self.max_decode_length,
                                          beam_size=self.beam_size, alpha=self.alpha)
         for index, ids in zip(indices[:real], decoded[:real]):
-          outputs.append((int(index), ids))
+          # seqio stacks the predictions into one array: pad them (after EOS) to one length.
+          ids = list(ids)[:self.max_decode_length]
+          outputs.append((int(index), ids + [0] * (self.max_decode_length - len(ids))))
       return outputs
 
     return predict
