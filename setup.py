@@ -37,7 +37,8 @@ setuptools.setup(
         "msgpack>=1.0",
         "tensorstore>=0.1.60",
     ],
-    extras_require={"test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "nbclient>=0.10", "nbformat>=5.9",
+                             "ipykernel>=6"]},
     entry_points={"console_scripts": [
         "synthetic-pretraining=synthetic_pretraining.cli:main",
         "sp-train=synthetic_pretraining.train.main:console_main",
