@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from clu import metric_writers
 
+from synthetic_pretraining.model import flops
 from synthetic_pretraining.model import t5
 from synthetic_pretraining.train import checkpoints
 from synthetic_pretraining.train import data_input
@@ -35,21 +36,6 @@ logger = logging.getLogger(__name__)
 def _log(message: str) -> None:
   if jax.process_index() == 0:
     print(message, flush=True)
-
-
-def _model_flops_per_token(config: t5.T5Config, input_len: int, target_len: int) -> float:
-  """Training FLOPs per target token (6·N matmul params + attention), as in MFU accounting."""
-  d, f, h = config.emb_dim, config.mlp_dim * len(config.mlp_activations), config.num_heads
-  kv = h * config.head_dim
-  enc = config.num_encoder_layers * (4 * d * kv + 2 * d * f)
-  dec = config.num_decoder_layers * (8 * d * kv + 2 * d * f)
-  embed = d * config.vocab_size
-  # Encoder tokens are processed once per example; attribute them per target token.
-  attn = (config.num_encoder_layers * 2 * input_len * kv * input_len +
-          config.num_decoder_layers * 2 * (target_len * kv * target_len +
-                                           target_len * kv * input_len))
-  per_example = 6 * (enc * input_len + (dec + embed) * target_len) + 6 * attn
-  return per_example / target_len
 
 
 @gin.configurable
@@ -143,7 +129,7 @@ def train(*,
   writer = metric_writers.create_default_writer(
       os.path.join(model_dir, "tensorboard"), just_logging=jax.process_index() > 0)
   tokens_per_step = batch_size * task_feature_lengths["targets"]
-  flops_per_token = _model_flops_per_token(model_config, task_feature_lengths["inputs"],
+  flops_per_token = flops.model_flops_per_token(model_config, task_feature_lengths["inputs"],
                                            task_feature_lengths["targets"])
 
   def run_evals(step: int) -> dict:
@@ -187,7 +173,7 @@ def train(*,
       summary["learning_rate"] = float(metrics["learning_rate"])
       summary["steps_per_sec"] = window_steps / elapsed
       summary["tokens_per_sec"] = window_steps * tokens_per_step / elapsed
-      summary["mfu_flops_per_sec"] = summary["tokens_per_sec"] * flops_per_token
+      summary["model_flops_per_sec"] = summary["tokens_per_sec"] * flops_per_token
       _log(f"step {done}: loss {summary['loss']:.4f} accuracy {summary['accuracy']:.4f} "
            f"lr {summary['learning_rate']:.2e} {summary['steps_per_sec']:.2f} steps/s "
            f"{summary['tokens_per_sec']:.0f} tokens/s")
