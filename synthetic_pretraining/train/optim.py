@@ -58,14 +58,16 @@ def cross_entropy_loss(logits: jax.Array, targets: jax.Array, weights: jax.Array
   """
   vocab = logits.shape[-1]
   logits = logits.astype(jnp.float32)
-  confidence = 1.0 - label_smoothing
-  low = label_smoothing / (vocab - 1)
-  normalizing = -(confidence * jnp.log(confidence) +
-                  (vocab - 1) * low * jnp.log(low + 1e-20)) if label_smoothing else 0.0
-  soft_targets = jax.nn.one_hot(targets, vocab) * (confidence - low) + low
   log_z = jax.nn.logsumexp(logits, axis=-1)
-  log_probs = logits - log_z[..., None]
-  token_loss = -jnp.sum(soft_targets * log_probs, axis=-1) - normalizing
+  target_logit = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  token_loss = log_z - target_logit  # No [batch, length, vocab] one-hot without smoothing.
+  if label_smoothing:
+    confidence = 1.0 - label_smoothing
+    low = label_smoothing / (vocab - 1)
+    normalizing = -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+    mean_log_prob = jnp.mean(logits, axis=-1) - log_z
+    # −Σ soft·log p = −(confidence − low)·log p[target] − low·vocab·mean(log p).
+    token_loss = ((confidence - low) * token_loss - low * vocab * mean_log_prob) - normalizing
   token_z = z_loss * jnp.square(log_z)
   weights = weights.astype(jnp.float32)
   total = jnp.sum((token_loss + token_z) * weights)
