@@ -28,7 +28,9 @@ def test_header_gives_command_and_product(name):
   text = (GIN_DIR / name).read_text()
   header = text.split("\n\n")[0]
   assert text.startswith("# "), name
-  assert "python -m synthetic_pretraining.train" in header or "Use with a run file" in header
+  commands = ("python -m synthetic_pretraining.train", "synthetic-pretraining mini",
+              "Use with a run file")
+  assert any(c in header for c in commands), f"{name}: header must give the command"
   assert "Produces" in header, f"{name}: header must say what the run produces"
 
 
@@ -74,3 +76,14 @@ def test_pretrain_experiment_binds_paper_schedule():
   assert gin.query_parameter("%Z_LOSS") == 0.0
   assert gin.query_parameter("%FACTORS") == "constant * rsqrt_decay"
   assert gin.query_parameter("%WARMUP_STEPS") == 10_000
+
+
+def test_includes_resolve_beside_an_unrelated_runs_folder(tmp_path, monkeypatch):
+  """A `runs/` folder on sys.path (e.g. experiment outputs in the working directory) looks like a
+  Python package to gin's package reader; includes must still come from the project's gin/."""
+  (tmp_path / "runs").mkdir()
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  main.parse_gin(["models/tiny.gin", "experiments/finetune/webqsp.gin"],
+                 ["MODEL_DIR = '/tmp/x'"], [str(GIN_DIR)])
+  assert gin.query_parameter("%TRAIN_STEPS") == 50_000

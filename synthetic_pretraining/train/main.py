@@ -54,9 +54,7 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str]):
   """Parses files + bindings; errors are re-raised as GinConfigError naming file or binding."""
   _register_configurables()
-  for path in search_paths:
-    if path and path not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
-      gin.add_config_file_search_path(path)
+  _use_search_paths_first(search_paths)
   resolved = []
   for name in gin_files:
     candidates = [name] + [os.path.join(p, name) for p in search_paths]
@@ -74,6 +72,31 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
     raise GinConfigError(
         f"required gin macro(s) not set: {', '.join(missing)} (gin files {resolved}); set each "
         f"with --gin.NAME=VALUE, e.g. --gin.{missing[0]}=\"'...'\"")
+
+
+def _use_search_paths_first(search_paths: Sequence[str]) -> None:
+  """Makes gin look for files (and `include`s) in our search paths before anything else.
+
+  gin tries the bare relative path first, and its second reader treats the path's folder as a
+  Python package: an `include 'runs/finetune.gin'` then breaks (TypeError) whenever the working
+  directory holds an unrelated `runs/` folder, e.g. experiment outputs.
+  """
+  # pylint: disable=protected-access
+  prefixes = gin.config._LOCATION_PREFIXES
+  for path in reversed([p for p in search_paths if p]):
+    if path in prefixes:
+      prefixes.remove(path)
+    prefixes.insert(0, path)
+  readers = gin.config._FILE_READERS
+  for i, (reader, exists) in enumerate(readers):
+    if not getattr(exists, "_sp_safe", False):
+      def safe_exists(path, _exists=exists):
+        try:
+          return _exists(path)
+        except (TypeError, ValueError, ImportError):
+          return False
+      safe_exists._sp_safe = True
+      readers[i] = (reader, safe_exists)
 
 
 def unset_required_macros() -> list[str]:

@@ -88,7 +88,7 @@ def test_every_task_yields_tokenised_examples_with_eos(tmp_path):
   assert [f.__name__ for f in seqio.get_mixture_or_task("cnndm_10k_bytes_test").metric_fns] == [
       "rouge"]
   assert [f.__name__ for f in seqio.get_mixture_or_task("mtop_bytes_test").metric_fns] == [
-      "exact_match_f1"]
+      "exact_match_f1", "chrf"]
 
 
 def test_truncation_keeps_eos_for_squad_only(tmp_path):
