@@ -138,16 +138,21 @@ def infer_run_info(run_dir: str) -> RunInfo:
   return RunInfo(run_dir=run_dir, method=parts[-2], task=parts[-1], seed=seed)
 
 
+def _read_json(path: str) -> Any:
+  """The JSON value in `path`; a syntax error names the file and line."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
 def read_run_info(run_dir: str) -> RunInfo:
   """`run.json` of a run directory, completed from the path for fields it lacks."""
   path = os.path.join(run_dir, RUN_FILE)
   if not os.path.exists(path):
     return infer_run_info(run_dir)
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+  data = _read_json(path)
   if not isinstance(data, dict):
     raise ValueError(f"{path}: expected a JSON object like "
                      '{"method": "set", "task": "code_translation", "seed": 0}')
@@ -579,11 +584,7 @@ def write_report(table: ResultsTable, out_dir: str) -> dict[str, str]:
 
 def load_layout(path: str) -> dict[str, Any]:
   """Reads and validates a layout JSON file (see the module docstring)."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      layout = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+  layout = _read_json(path)
   if not isinstance(layout, dict):
     raise ValueError(f"{path}: expected a JSON object with keys among {_LAYOUT_KEYS}")
   unknown = sorted(set(layout) - set(_LAYOUT_KEYS))

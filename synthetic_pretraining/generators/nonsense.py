@@ -316,16 +316,13 @@ class CopyBulleted(Subtask):
     return [self.text(words[1:])]
 
 
-class ClassifyKeyword(Subtask):
-  """d10: one of 10 keywords (0–4 positive, 5–9 negative); the summary states its polarity."""
+class ClassifyKeyword(CopyKeywordOneSentence):
+  """d10: one of 10 keywords (0–4 positive, 5–9 negative); the summary states its polarity.
+
+  The input modification is d3's (one sentence, one of keyword_0..9); only the summary differs.
+  """
 
   subtask_id = "d10"
-  raw_keywords = tuple(f"keyword_{i}" for i in range(10))
-
-  def modify(self, lines, rng):
-    u = _as_uniforms(rng)
-    (i,) = self.pick_sentences(lines, 1, u)
-    self.overwrite(lines[i], u.choice(self.keywords), u)
 
   def summarize(self, lines, rng):
     found = self.find(lines)

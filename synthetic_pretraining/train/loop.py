@@ -155,7 +155,7 @@ def train(*,
        f"{dict(task_feature_lengths)}, {t5.count_params(state.params):,} params, mesh "
        f"{dict(mesh.shape)}) in {model_dir}")
   data_iter = train_ds.as_numpy_iterator()
-  window, window_start, window_steps = None, time.time(), 0
+  window, window_start = [], time.time()  # device metrics; fetched only when logging
   final = {}
   for step in range(start_step, train_steps):
     try:
@@ -164,12 +164,15 @@ def train(*,
       raise ValueError(f"the train split of {mixture_or_task_name} ran out of data at step "
                        f"{step}") from None
     state, metrics = trainer.train_step(state, trainer.shard_batch(batch))
-    window = trainer_lib.accumulate(window, metrics)
-    window_steps += 1
+    window.append(metrics)
     done = step + 1
     if done % log_period == 0 or done == train_steps:
       elapsed = time.time() - window_start
-      summary = trainer_lib.summarize(window)
+      window_steps = len(window)
+      totals = None
+      for step_metrics in jax.device_get(window):
+        totals = trainer_lib.accumulate(totals, step_metrics)
+      summary = trainer_lib.summarize(totals)
       summary["learning_rate"] = float(metrics["learning_rate"])
       summary["steps_per_sec"] = window_steps / elapsed
       summary["tokens_per_sec"] = window_steps * tokens_per_step / elapsed
@@ -180,7 +183,7 @@ def train(*,
       if jax.process_index() == 0:
         metrics_io.append(model_dir, done, "train", mixture_or_task_name, summary)
         writer.write_scalars(done, {f"train/{k}": v for k, v in summary.items()})
-      window, window_start, window_steps = None, time.time(), 0
+      window, window_start = [], time.time()
     is_last = done == train_steps
     if (eval_period > 0 and done % eval_period == 0) or is_last:
       final = run_evals(done)
