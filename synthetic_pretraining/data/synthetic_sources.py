@@ -55,6 +55,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining.generators import base
+from synthetic_pretraining.generators import ragged
 from synthetic_pretraining.generators import registry
 from synthetic_pretraining.vocab_spec import VocabSpec
 
@@ -169,13 +170,6 @@ def _shard(shard_info: Optional[seqio.ShardInfo]) -> tuple[int, int]:
   return shard_info.index, shard_info.num_shards
 
 
-def _flatten(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-  values = (np.concatenate([np.asarray(r, dtype=np.int32) for r in rows]) if rows
-            else np.zeros([0], np.int32))
-  return values.astype(np.int32, copy=False), lengths
-
-
 class SyntheticStreamSource(seqio.DataSource):
   """A synthetic task generated on the fly, deterministic in (seed, shard, index)."""
 
@@ -272,15 +266,17 @@ class SyntheticStreamSource(seqio.DataSource):
       _EXIT_GUARD.enter()
       try:
         block = int(block)
-        examples = base.generate_block(task, seed, shard, block)
+        inputs, targets = base.generate_ragged_block(task, seed, shard, block)
         if limit >= 0:
-          examples = examples[:max(0, limit - block * base.BLOCK_SIZE)]
-        inputs, input_lengths = _flatten([e[0] for e in examples])
-        targets, target_lengths = _flatten([e[1] for e in examples])
-        if targets_only and input_lengths.any():
+          keep = max(0, limit - block * base.BLOCK_SIZE)
+          inputs, targets = ragged.head_rows(inputs, keep), ragged.head_rows(targets, keep)
+        if targets_only and inputs.lengths.any():
           raise ValueError(f"task {task.name}: a targets-only task's generator must yield empty "
                            "inputs")
-        return inputs, input_lengths, targets, target_lengths
+        return (inputs.values.astype(np.int32, copy=False),
+                inputs.lengths.astype(np.int64, copy=False),
+                targets.values.astype(np.int32, copy=False),
+                targets.lengths.astype(np.int64, copy=False))
       finally:
         _EXIT_GUARD.leave()
 

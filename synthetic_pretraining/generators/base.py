@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
+from synthetic_pretraining.generators import ragged
 from synthetic_pretraining.vocab_spec import VocabSpec
 
 BLOCK_SIZE = 256
@@ -37,6 +38,16 @@ class SyntheticTask(abc.ABC):
     """Draws `n` examples; override with a vectorised version where it pays."""
     return [self.sample(rng) for _ in range(n)]
 
+  def sample_ragged(self, rng: np.random.Generator, n: int) -> tuple[ragged.Ragged, ragged.Ragged]:
+    """The same `n` examples as `sample_block` (same RNG use), as flat (inputs, targets) rows.
+
+    This is the form streaming and file writing consume; vectorised tasks override it so that no
+    per-example arrays are made. `sample_block` and `sample_ragged` must agree draw for draw.
+    """
+    examples = self.sample_block(rng, n)
+    return (ragged.from_rows([e[0] for e in examples]),
+            ragged.from_rows([e[1] for e in examples]))
+
 
 def _task_key(name: str) -> int:
   return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
@@ -48,6 +59,12 @@ def block_rng(task_name: str, seed: int, shard: int, block: int) -> np.random.Ge
 
 def generate_block(task: SyntheticTask, seed: int, shard: int, block: int) -> list[Example]:
   return task.sample_block(block_rng(task.name, seed, shard, block), BLOCK_SIZE)
+
+
+def generate_ragged_block(task: SyntheticTask, seed: int, shard: int,
+                          block: int) -> tuple[ragged.Ragged, ragged.Ragged]:
+  """Block `block` of (seed, shard) as flat rows: the same examples as `generate_block`."""
+  return task.sample_ragged(block_rng(task.name, seed, shard, block), BLOCK_SIZE)
 
 
 def iter_examples(task: SyntheticTask, seed: int = 0, shard: int = 0, start: int = 0,

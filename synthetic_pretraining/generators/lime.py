@@ -261,6 +261,11 @@ class LimeTask(SyntheticTask):
     return header + pattern + 1 + result, subst
 
   def sample_block(self, rng: np.random.Generator, n: int) -> list[Example]:
+    inputs, outputs = self.sample_ragged(rng, n)
+    return list(zip(inputs.rows(), outputs.rows()))
+
+  def sample_ragged(self, rng: np.random.Generator,
+                    n: int) -> tuple[ragged.Ragged, ragged.Ragged]:
     lo, hi = self.length_range
     pieces = []
     have = attempts = 0
@@ -277,12 +282,15 @@ class LimeTask(SyntheticTask):
         raise ValueError(f"LIME {self.mode}: no example fits length_range {self.length_range}")
       # Size the next batch from the acceptance rate seen so far.
       batch = min(int((n - have) * 1.2 * attempts / max(have, 1)) + 8, 64 * n + 1024)
-    return [ex for block in pieces for ex in block][:n]
+    inputs = ragged.head_rows(ragged.concat_ragged([p[0] for p in pieces]), n)
+    outputs = ragged.head_rows(ragged.concat_ragged([p[1] for p in pieces]), n)
+    return inputs, outputs
 
   def sample(self, rng: np.random.Generator) -> Example:
     return self.sample_block(rng, 1)[0]
 
-  def _assemble(self, d: dict[str, np.ndarray], keep: np.ndarray) -> list[Example]:
+  def _assemble(self, d: dict[str, np.ndarray],
+                keep: np.ndarray) -> tuple[ragged.Ragged, ragged.Ragged]:
     """The kept candidates' input and output ids."""
     m = len(keep)
     n_max, k_max = d["uppers"].shape[1], d["subst"].shape[2]
@@ -338,4 +346,4 @@ class LimeTask(SyntheticTask):
       inputs, outputs = cols(*header, pattern, sym(SEP), result), cols(subst_text)
     inputs = ragged.assemble_rows(source, inputs[0][keep], inputs[1][keep])
     outputs = ragged.assemble_rows(source, outputs[0][keep], outputs[1][keep])
-    return list(zip(inputs.rows(), outputs.rows()))
+    return inputs, outputs

@@ -43,6 +43,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from synthetic_pretraining.generators import ragged
 from synthetic_pretraining.generators.base import Example, SyntheticTask
 from synthetic_pretraining.vocab_spec import VocabSpec
 
@@ -158,6 +159,15 @@ class NestingLanguageTask(SyntheticTask):
     tokens, totals = self._sample_flat(rng, n)
     empty = np.zeros(0, np.int32)
     return [(empty, row) for row in np.split(tokens, np.cumsum(totals)[:-1])]
+
+  def sample_ragged(self, rng: np.random.Generator,
+                    n: int) -> tuple[ragged.Ragged, ragged.Ragged]:
+    if n == 0:
+      return ragged.from_rows([]), ragged.from_rows([])
+    tokens, totals = self._sample_flat(rng, n)
+    inputs = ragged.Ragged(np.zeros(0, ragged.ID_DTYPE), np.zeros(n, np.int64))
+    return inputs, ragged.Ragged(np.asarray(tokens, ragged.ID_DTYPE),
+                                 np.asarray(totals, np.int64))
 
   def _sample_flat(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """All tokens of `n` examples concatenated, and each example's length."""

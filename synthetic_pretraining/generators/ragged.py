@@ -54,6 +54,32 @@ def local_positions(lengths: np.ndarray) -> np.ndarray:
   return np.arange(total) - np.repeat(exclusive_cumsum(lengths), lengths)
 
 
+def from_rows(rows: Sequence[np.ndarray]) -> Ragged:
+  """Rows (id arrays or lists) as one Ragged."""
+  lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+  values = (np.concatenate([np.asarray(r, dtype=ID_DTYPE) for r in rows]) if rows
+            else np.zeros(0, ID_DTYPE))
+  return Ragged(values.astype(ID_DTYPE, copy=False), lengths)
+
+
+def concat_ragged(parts: Sequence[Ragged]) -> Ragged:
+  """Rows of parts[0], then of parts[1], …"""
+  if not parts:
+    return Ragged(np.zeros(0, ID_DTYPE), np.zeros(0, np.int64))
+  if len(parts) == 1:
+    return parts[0]
+  return Ragged(np.concatenate([p.values for p in parts]),
+                np.concatenate([p.lengths for p in parts]))
+
+
+def head_rows(r: Ragged, n: int) -> Ragged:
+  """The first n rows."""
+  if r.num_rows <= n:
+    return r
+  lengths = r.lengths[:n]
+  return Ragged(r.values[:int(lengths.sum())], lengths)
+
+
 def split_rows(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
   """Views of `values` for each row (faster than np.split for many small rows)."""
   bounds = np.zeros(len(lengths) + 1, dtype=np.int64)

@@ -137,9 +137,12 @@ class SimpleTask(SyntheticTask):
     return self.sample_block(rng, 1)[0]
 
   def sample_block(self, rng: np.random.Generator, n: int) -> list[Example]:
-    args, out = self.draw_block(rng, n)
-    inputs, outputs = self.assemble(args, out)
+    inputs, outputs = self.sample_ragged(rng, n)
     return list(zip(inputs.rows(), outputs.rows()))
+
+  def sample_ragged(self, rng: np.random.Generator, n: int) -> tuple[ragged.Ragged, ragged.Ragged]:
+    args, out = self.draw_block(rng, n)
+    return self.assemble(args, out)
 
   def assemble(self, args: tuple[ragged.Ragged, ...],
                out: ragged.Ragged) -> tuple[ragged.Ragged, ragged.Ragged]:
