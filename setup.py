@@ -17,6 +17,11 @@ setuptools.setup(
               + ["synthetic_pretraining.tasks"]),
     package_dir={"synthetic_pretraining.tasks": "tasks"},
     package_data={"synthetic_pretraining": ["gin/**/*.gin"]},
+    # Row-wise generator kernels (CPython-ordered set operations, per-row hash maps). Optional:
+    # without a C compiler the generators fall back to numpy / Python sets (same output, slower).
+    ext_modules=[setuptools.Extension("synthetic_pretraining.generators._native",
+                                      ["synthetic_pretraining/generators/_native.c"],
+                                      optional=True)],
     install_requires=[
         "jax>=0.10,<0.11",
         "flax>=0.12,<0.13",

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Creates the virtualenv (.venv, or $SP_VENV) and installs the pinned dependencies if missing.
-# Idempotent: does nothing when requirements.lock and setup.py are unchanged since the last install.
+# Idempotent: does nothing when requirements.lock, setup.py and the C kernels (_native.c) are
+# unchanged since the last install (the editable install builds _native in place).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${SP_VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-want="$(cat requirements.lock setup.py | sha256sum | cut -c1-16)"
+want="$(cat requirements.lock setup.py synthetic_pretraining/generators/_native.c | sha256sum | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtualenv $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"

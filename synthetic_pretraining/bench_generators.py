@@ -2,7 +2,8 @@
 
     synthetic-pretraining bench generators [--seconds 1] [--tasks set,deduct] [--lines]
 
-Each generator runs single-process on blocks of 256 examples (`sample_block`) with VocabSpec.byte()
+Each generator runs single-process on blocks of 256 examples (`sample_ragged`, the flat block form
+the streamed SeqIO source consumes) with VocabSpec.byte()
 and a T5-like spec (symbols 2..31999, 100 extra ids, a stand-in encoder that needs no model).
 Rates are examples per CPU second of this process (time.process_time), so other load on the machine
 distorts them less than wall-clock rates would.
@@ -55,11 +56,12 @@ def task_rate(task: base.SyntheticTask, seconds: float, with_lines: bool = False
   rng = np.random.default_rng(0)
 
   def step():
+    if not with_lines:  # The block form the stream source consumes.
+      return task.sample_ragged(rng, base.BLOCK_SIZE)[1].num_rows
     examples = task.sample_block(rng, base.BLOCK_SIZE)
-    if with_lines:
-      for inputs, outputs in examples:
-        line = f"{inputs.tolist()}\t{outputs.tolist()}"
-        hashlib.blake2b(line[:line.index("\t")].encode(), digest_size=16).digest()
+    for inputs, outputs in examples:
+      line = f"{inputs.tolist()}\t{outputs.tolist()}"
+      hashlib.blake2b(line[:line.index("\t")].encode(), digest_size=16).digest()
     return len(examples)
 
   return rate(step, seconds)

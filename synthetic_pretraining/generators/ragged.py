@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from synthetic_pretraining.generators import native
+
 ID_DTYPE = np.int32
 _INDEX_BITS = 16  # Row-local positions packed under the sort key; rows must stay below 65 536.
 _INDEX_MASK = (1 << _INDEX_BITS) - 1
@@ -247,22 +249,35 @@ def _sorted_runs(values: np.ndarray, lengths: np.ndarray,
   return order, starts
 
 
-def first_occurrence_mask(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def first_occurrence_mask(values: np.ndarray, lengths: np.ndarray,
+                          use_native: bool = True) -> np.ndarray:
   """True where an element is the first of its value within its row (values >= 0)."""
+  if len(values) == 0:
+    return np.zeros(0, dtype=bool)
+  if native.get(use_native) is not None:
+    return group_representatives(values, lengths) == np.arange(len(values))
   out = np.zeros(len(values), dtype=bool)
-  if len(values):
-    order, starts = _sorted_runs(values, lengths)
-    out[order[starts]] = True
+  order, starts = _sorted_runs(values, lengths)
+  out[order[starts]] = True
   return out
 
 
-def group_representatives(values: np.ndarray, lengths: np.ndarray,
-                          last: bool = False) -> np.ndarray:
-  """For each flat element, the flat index of the first (or last) equal element of its row."""
+def group_representatives(values: np.ndarray, lengths: np.ndarray, last: bool = False,
+                          use_native: bool = True) -> np.ndarray:
+  """For each flat element, the flat index of the first (or last) equal element of its row.
+
+  The C kernel uses a hash map per row; the numpy fallback sorts each row (values >= 0).
+  """
   reps = np.empty(len(values), dtype=np.int64)
-  if len(values):
-    order, starts = _sorted_runs(values, lengths, last)
-    reps[order] = order[starts][np.cumsum(starts) - 1]
+  if len(values) == 0:
+    return reps
+  kernels = native.get(use_native)
+  if kernels is not None:
+    kernels.group_representatives(np.ascontiguousarray(values, dtype=np.int32),
+                                  np.ascontiguousarray(lengths, dtype=np.int64), last, reps)
+    return reps
+  order, starts = _sorted_runs(values, lengths, last)
+  reps[order] = order[starts][np.cumsum(starts) - 1]
   return reps
 
 

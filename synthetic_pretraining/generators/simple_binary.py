@@ -6,11 +6,10 @@ falls outside the length range, as the release re-draws the whole sample.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from synthetic_pretraining.generators import ragged
+from synthetic_pretraining.generators import setops
 from synthetic_pretraining.generators.ragged import Ragged
 from synthetic_pretraining.generators.simple_base import DEFAULT_LENGTH_RANGE, SimpleTask
 
@@ -257,7 +256,7 @@ class ReplaceTask(_BinaryTask):
 
 class _SetOperationTask(_BinaryTask):
   """T ~ U[min-1, max-1]; len(a) ~ U[0, T], len(b) = T - len(a); a and b drawn i.i.d. from a pool of
-  T // 2 distinct tokens. The output keeps CPython's set iteration order (computed with sets)."""
+  T // 2 distinct tokens. The output keeps CPython's set iteration order (see `setops`)."""
 
   min_length = 3
 
@@ -268,8 +267,7 @@ class _SetOperationTask(_BinaryTask):
       raise ValueError(f"{self.name}: pools of {largest_pool} distinct tokens need an alphabet of "
                        f"at least that size (got {self.alphabet.size})")
 
-  def set_operation(self, a: set[int], b: set[int]) -> set[int]:
-    raise NotImplementedError
+  operation = ""  # One of setops.OPERATIONS.
 
   def _distinct_pools(self, rng, sizes: np.ndarray) -> np.ndarray:
     # Re-drawing repeated entries keeps the pool a uniform random subset (the procedure commutes
@@ -300,42 +298,25 @@ class _SetOperationTask(_BinaryTask):
       return Ragged(pools[pool_starts[rows] + picks], lengths)
 
     a, b = from_pool(a_len), from_pool(b_len)
-    # The output order is CPython's set order: build the sets of Python ints, one per example.
-    a_ids, b_ids = a.values.tolist(), b.values.tolist()
-    a_end, b_end = np.cumsum(a_len).tolist(), np.cumsum(b_len).tolist()
-    op = self.set_operation
-    results = [list(op(set(a_ids[a_end[i] - la:a_end[i]]), set(b_ids[b_end[i] - lb:b_end[i]])))
-               for i, (la, lb) in enumerate(zip(a_len.tolist(), b_len.tolist()))]
-    lengths = np.fromiter((len(r) for r in results), dtype=np.int64, count=n)
-    values = np.fromiter(itertools.chain.from_iterable(results), dtype=ragged.ID_DTYPE,
-                         count=int(lengths.sum()))
-    return (a, b), Ragged(values, lengths)
+    return (a, b), setops.set_operation_rows(self.operation, a, b)
 
 
 class UnionTask(_SetOperationTask):
   name = "union"
-
-  def set_operation(self, a, b):
-    return a | b
+  operation = "union"
 
 
 class IntersectTask(_SetOperationTask):
   name = "intersect"
-
-  def set_operation(self, a, b):
-    return a & b
+  operation = "intersect"
 
 
 class Set1MinusSet2Task(_SetOperationTask):
   name = "set1_minus_set2"
-
-  def set_operation(self, a, b):
-    return a - b
+  operation = "a_minus_b"
 
 
 class Set2MinusSet1Task(_SetOperationTask):
   name = "set2_minus_set1"
-
-  def set_operation(self, a, b):
-    return b - a
+  operation = "b_minus_a"
 

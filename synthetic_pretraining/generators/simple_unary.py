@@ -120,18 +120,8 @@ class SetTask(SimpleTask):
                      + (rng.random(len(others)) * num_runs[other_rows]).astype(np.int64))
     run_tokens = self.tokens(rng, int(num_runs.sum()))
     x = run_tokens[label]
-    # First position of each run, then of each distinct token (runs may share a token).
-    first_pos = np.empty(len(run_tokens), dtype=np.int64)
-    seeds = np.flatnonzero(seed)
-    first_pos[label[seeds]] = seeds
-    np.minimum.at(first_pos, label[others], others)
-    rep = ragged.group_representatives(run_tokens, num_runs)
-    token_first = first_pos.copy()
-    np.minimum.at(token_first, rep, first_pos)
-    kept = first_pos[first_pos == token_first[rep]]
-    mark = np.zeros(len(x), dtype=bool)
-    mark[kept] = True
-    return (Ragged(x, lengths),), Ragged(x[mark], np.bincount(rows[kept], minlength=n))
+    first = ragged.first_occurrence_mask(x, lengths)
+    return (Ragged(x, lengths),), Ragged(x[first], np.bincount(rows[first], minlength=n))
 
 
 class DeduplicateTask(SimpleTask):

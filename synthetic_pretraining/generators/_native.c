@@ -1,0 +1,458 @@
+/* Row-wise kernels of the synthetic-task generators, for whole blocks of id rows at once.
+ *
+ * set_operation: set operations with CPython's set iteration order.
+ *
+ * The release writes list(set(a) | set(b)) (and &, a - b, b - a): its output order is the order of
+ * CPython's set hash table. For ints 0 <= v < 2**61 - 1, hash(v) == v, so that order depends only on
+ * the values and on how the table was built. This module re-creates CPython 3.11's set tables
+ * (open addressing, 9 linear probes then perturbed jumps, growth at 3/5 fill, the copy/merge/
+ * intersection/difference strategies of setobject.c) on plain int64 arrays, for whole blocks of
+ * rows at once, without the GIL and without allocating per row. tests/generators/test_setops.py
+ * checks it against real Python sets.
+ *
+ * first_occurrence / group_representatives: per-row "first of its value" flags and "index of the
+ * first (or last) equal element", with a small hash map per row (the numpy versions in ragged.py
+ * sort every row; tests/generators/test_native.py checks both agree).
+ *
+ * Pure functions of their inputs (randomness stays in numpy). `native.py` loads this module;
+ * callers fall back to the numpy / Python versions when it is not built.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LINEAR_PROBES 9
+#define PERTURB_SHIFT 5
+#define MIN_SIZE 8
+#define EMPTY ((int32_t)-1)
+#define DUMMY ((int32_t)-2)
+
+enum { OP_UNION = 0, OP_INTERSECT = 1, OP_A_MINUS_B = 2, OP_B_MINUS_A = 3 };
+
+/* A set's hash table. Its slots live in one of two buffers of a preallocated arena (the other
+ * receives the table when it grows), so no row allocates memory. Keys are >= 0; EMPTY and DUMMY
+ * (a deleted key) are negative. */
+typedef struct {
+  int32_t *slots;
+  int32_t *spare;
+  size_t mask;
+  Py_ssize_t fill; /* active + dummy slots */
+  Py_ssize_t used; /* active slots */
+} table_t;
+
+static void table_init(table_t *t, int32_t *buffers, size_t capacity) {
+  t->slots = buffers;
+  t->spare = buffers + capacity;
+  t->mask = MIN_SIZE - 1;
+  t->fill = t->used = 0;
+  for (int i = 0; i < MIN_SIZE; i++) t->slots[i] = EMPTY;
+}
+
+/* Places key in the first empty slot of its probe sequence (no dummies, key absent). */
+static void insert_clean(int32_t *slots, size_t mask, int32_t key) {
+  size_t perturb = (size_t)key;
+  size_t i = (size_t)key & mask;
+  for (;;) {
+    if (slots[i] == EMPTY) {
+      slots[i] = key;
+      return;
+    }
+    if (i + LINEAR_PROBES <= mask) {
+      for (size_t j = 1; j <= LINEAR_PROBES; j++) {
+        if (slots[i + j] == EMPTY) {
+          slots[i + j] = key;
+          return;
+        }
+      }
+    }
+    perturb >>= PERTURB_SHIFT;
+    i = (i * 5 + 1 + perturb) & mask;
+  }
+}
+
+/* Re-creates the table at the smallest power-of-two size > minused (>= 8), in old slot order. */
+static void table_resize(table_t *t, Py_ssize_t minused) {
+  size_t size = MIN_SIZE;
+  while (size <= (size_t)minused) size <<= 1;
+  int32_t *slots = t->spare;
+  memset(slots, 0xff, size * sizeof(int32_t)); /* all EMPTY (-1) */
+  for (size_t i = 0; i <= t->mask; i++) {
+    if (t->slots[i] >= 0) insert_clean(slots, size - 1, t->slots[i]);
+  }
+  t->spare = t->slots;
+  t->slots = slots;
+  t->mask = size - 1;
+  t->fill = t->used;
+}
+
+static void table_add(table_t *t, int32_t key) {
+  size_t mask = t->mask;
+  size_t perturb = (size_t)key;
+  size_t i = (size_t)key & mask;
+  int32_t *entry;
+  for (;;) {
+    size_t probes = (i + LINEAR_PROBES <= mask) ? LINEAR_PROBES : 0;
+    entry = &t->slots[i];
+    do {
+      if (*entry == EMPTY) goto found_unused;
+      if (*entry == key) return;
+      entry++;
+    } while (probes--);
+    perturb >>= PERTURB_SHIFT;
+    i = (i * 5 + 1 + perturb) & mask;
+  }
+found_unused:
+  *entry = key;
+  t->fill++;
+  t->used++;
+  if ((size_t)t->fill * 5 < mask * 3) return;
+  table_resize(t, t->used > 50000 ? t->used * 2 : t->used * 4);
+}
+
+/* Slot holding key, or NULL. */
+static int32_t *table_find(const table_t *t, int32_t key) {
+  size_t mask = t->mask;
+  size_t perturb = (size_t)key;
+  size_t i = (size_t)key & mask;
+  for (;;) {
+    size_t probes = (i + LINEAR_PROBES <= mask) ? LINEAR_PROBES : 0;
+    int32_t *entry = &t->slots[i];
+    do {
+      if (*entry == EMPTY) return NULL;
+      if (*entry == key) return entry;
+      entry++;
+    } while (probes--);
+    perturb >>= PERTURB_SHIFT;
+    i = (i * 5 + 1 + perturb) & mask;
+  }
+}
+
+static void table_discard(table_t *t, int32_t key) {
+  int32_t *entry = table_find(t, key);
+  if (entry != NULL) {
+    *entry = DUMMY;
+    t->used--;
+  }
+}
+
+/* so |= other, the way set_merge does it (so may be empty: then it copies other's layout). */
+static void table_merge(table_t *so, const table_t *other) {
+  if (other->used == 0) return;
+  if ((size_t)(so->fill + other->used) * 5 >= so->mask * 3) {
+    table_resize(so, (so->used + other->used) * 2);
+  }
+  if (so->fill == 0 && so->mask == other->mask && other->fill == other->used) {
+    memcpy(so->slots, other->slots, (other->mask + 1) * sizeof(int32_t));
+    so->fill = other->fill;
+    so->used = other->used;
+    return;
+  }
+  if (so->fill == 0) {
+    so->fill = so->used = other->used;
+    for (size_t i = 0; i <= other->mask; i++) {
+      if (other->slots[i] >= 0) insert_clean(so->slots, so->mask, other->slots[i]);
+    }
+    return;
+  }
+  for (size_t i = 0; i <= other->mask; i++) {
+    if (other->slots[i] >= 0) table_add(so, other->slots[i]);
+  }
+}
+
+/* result = so & other (result starts empty): iterate the smaller set, keep keys the other holds. */
+static void table_intersection(table_t *result, const table_t *so, const table_t *other) {
+  if (other->used > so->used) {
+    const table_t *tmp = so;
+    so = other;
+    other = tmp;
+  }
+  for (size_t i = 0; i <= other->mask; i++) {
+    int32_t key = other->slots[i];
+    if (key >= 0 && table_find(so, key) != NULL) table_add(result, key);
+  }
+}
+
+/* so -= other; `common` is scratch for the intersection CPython takes when other is much larger. */
+static void table_difference_update(table_t *so, const table_t *other, table_t *common) {
+  if ((other->used >> 3) > so->used) {
+    table_intersection(common, so, other);
+    other = common;
+  }
+  for (size_t i = 0; i <= other->mask; i++) {
+    if (other->slots[i] >= 0) table_discard(so, other->slots[i]);
+  }
+  if ((size_t)(so->fill - so->used) <= so->mask / 4) return;
+  table_resize(so, so->used > 50000 ? so->used * 2 : so->used * 4);
+}
+
+/* result = so - other (result starts empty). */
+static void table_difference(table_t *result, const table_t *so, const table_t *other,
+                             table_t *scratch) {
+  if (so->used == 0) return;
+  if ((so->used >> 2) > other->used) { /* copy, then discard other's keys */
+    table_merge(result, so);
+    table_difference_update(result, other, scratch);
+    return;
+  }
+  for (size_t i = 0; i <= so->mask; i++) {
+    int32_t key = so->slots[i];
+    if (key >= 0 && table_find(other, key) == NULL) table_add(result, key);
+  }
+}
+
+/* One row: writes the result's keys in table order to out; returns their count. `arena` holds
+ * 8 buffers of `capacity` slots, enough for any table of this row (see set_operation). */
+static int64_t row_operation(int op, const int32_t *a, int64_t a_len, const int32_t *b,
+                             int64_t b_len, int32_t *out, int32_t *arena, size_t capacity) {
+  table_t ta, tb, result, scratch;
+  table_init(&ta, arena, capacity);
+  table_init(&tb, arena + 2 * capacity, capacity);
+  table_init(&result, arena + 4 * capacity, capacity);
+  table_init(&scratch, arena + 6 * capacity, capacity);
+  for (int64_t i = 0; i < a_len; i++) table_add(&ta, a[i]);
+  for (int64_t i = 0; i < b_len; i++) table_add(&tb, b[i]);
+  switch (op) {
+    case OP_UNION:
+      table_merge(&result, &ta);
+      table_merge(&result, &tb);
+      break;
+    case OP_INTERSECT:
+      table_intersection(&result, &ta, &tb);
+      break;
+    case OP_A_MINUS_B:
+      table_difference(&result, &ta, &tb, &scratch);
+      break;
+    default:
+      table_difference(&result, &tb, &ta, &scratch);
+      break;
+  }
+  int64_t count = 0;
+  for (size_t i = 0; i <= result.mask; i++) {
+    if (result.slots[i] >= 0) out[count++] = result.slots[i];
+  }
+  return count;
+}
+
+static int check_buffer(const Py_buffer *buf, Py_ssize_t itemsize, const char *name) {
+  if (buf->len % itemsize != 0) {
+    PyErr_Format(PyExc_ValueError, "%s: byte length %zd is not a multiple of %zd", name, buf->len,
+                 itemsize);
+    return -1;
+  }
+  return 0;
+}
+
+static PyObject *set_operation(PyObject *self, PyObject *args) {
+  (void)self;
+  int op;
+  Py_buffer a_values, a_lengths, b_values, b_lengths, out_values, out_lengths;
+  if (!PyArg_ParseTuple(args, "iy*y*y*y*w*w*", &op, &a_values, &a_lengths, &b_values, &b_lengths,
+                        &out_values, &out_lengths)) {
+    return NULL;
+  }
+  PyObject *result = NULL;
+  const int32_t *av = (const int32_t *)a_values.buf, *bv = (const int32_t *)b_values.buf;
+  const int64_t *al = (const int64_t *)a_lengths.buf, *bl = (const int64_t *)b_lengths.buf;
+  int32_t *ov = (int32_t *)out_values.buf;
+  int64_t *ol = (int64_t *)out_lengths.buf;
+  Py_ssize_t rows = a_lengths.len / 8;
+  Py_ssize_t na = a_values.len / 4, nb = b_values.len / 4, nout = out_values.len / 4;
+  if (op < OP_UNION || op > OP_B_MINUS_A) {
+    PyErr_Format(PyExc_ValueError, "op must be 0 (union), 1 (intersect), 2 (a - b) or 3 (b - a), "
+                 "got %d", op);
+    goto done;
+  }
+  if (check_buffer(&a_values, 4, "a_values") < 0 || check_buffer(&b_values, 4, "b_values") < 0 ||
+      check_buffer(&out_values, 4, "out_values") < 0 ||
+      check_buffer(&a_lengths, 8, "a_lengths") < 0 || check_buffer(&b_lengths, 8, "b_lengths") < 0 ||
+      check_buffer(&out_lengths, 8, "out_lengths") < 0) {
+    goto done;
+  }
+  if (b_lengths.len / 8 != rows || out_lengths.len / 8 != rows) {
+    PyErr_SetString(PyExc_ValueError, "a_lengths, b_lengths and out_lengths must have one entry "
+                    "per row");
+    goto done;
+  }
+  int64_t total_a = 0, total_b = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    if (al[r] < 0 || bl[r] < 0) {
+      PyErr_Format(PyExc_ValueError, "row %zd: negative length", r);
+      goto done;
+    }
+    total_a += al[r];
+    total_b += bl[r];
+  }
+  if (total_a != na || total_b != nb) {
+    PyErr_Format(PyExc_ValueError, "lengths sum to %lld and %lld but there are %zd and %zd values",
+                 (long long)total_a, (long long)total_b, na, nb);
+    goto done;
+  }
+  if (nout < na + nb) {
+    PyErr_Format(PyExc_ValueError, "out_values holds %zd ids, needs %zd", nout, na + nb);
+    goto done;
+  }
+  for (Py_ssize_t i = 0; i < na; i++) {
+    if (av[i] < 0) {
+      PyErr_Format(PyExc_ValueError, "a_values[%zd] = %d: ids must be non-negative", i, av[i]);
+      goto done;
+    }
+  }
+  for (Py_ssize_t i = 0; i < nb; i++) {
+    if (bv[i] < 0) {
+      PyErr_Format(PyExc_ValueError, "b_values[%zd] = %d: ids must be non-negative", i, bv[i]);
+      goto done;
+    }
+  }
+  /* Every table of a row has fewer than 8 * (len(a) + len(b)) + 8 slots: sets grow to the
+   * smallest power of two above 4 * used (merges: above 2 * (used + other)). */
+  int64_t longest = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    if (al[r] + bl[r] > longest) longest = al[r] + bl[r];
+  }
+  size_t capacity = MIN_SIZE;
+  while (capacity <= (size_t)(8 * longest)) capacity <<= 1;
+  int32_t *arena = (int32_t *)malloc(8 * capacity * sizeof(int32_t));
+  if (arena == NULL) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  int64_t written = 0;
+  Py_BEGIN_ALLOW_THREADS
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    int64_t count = row_operation(op, av, al[r], bv, bl[r], ov + written, arena, capacity);
+    ol[r] = count;
+    written += count;
+    av += al[r];
+    bv += bl[r];
+  }
+  Py_END_ALLOW_THREADS
+  free(arena);
+  result = PyLong_FromLongLong((long long)written);
+done:
+  PyBuffer_Release(&a_values);
+  PyBuffer_Release(&a_lengths);
+  PyBuffer_Release(&b_values);
+  PyBuffer_Release(&b_lengths);
+  PyBuffer_Release(&out_values);
+  PyBuffer_Release(&out_lengths);
+  return result;
+}
+
+/* ---- per-row hash maps: value -> flat index of its first (or last) element ---------------- */
+
+static inline size_t hash_slot(int32_t value, unsigned shift) {
+  return (size_t)(((uint64_t)(uint32_t)value * 0x9E3779B97F4A7C15ull) >> shift);
+}
+
+/* For each row, fills map (2**bits slots of flat indices, -1 = empty) and calls back per element
+ * with the flat index of the element holding its value: the first one, or the last if `last`. */
+static int rows_representatives(const int32_t *values, const int64_t *lengths, Py_ssize_t rows,
+                                int last, int64_t *reps) {
+  int64_t longest = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    if (lengths[r] > longest) longest = lengths[r];
+  }
+  size_t capacity = 16;
+  while (capacity < (size_t)(2 * longest)) capacity <<= 1;
+  int64_t *map = (int64_t *)malloc(capacity * sizeof(int64_t));
+  if (map == NULL) return -1;
+  int64_t start = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    int64_t n = lengths[r];
+    unsigned bits = 4;
+    while (((size_t)1 << bits) < (size_t)(2 * n)) bits++;
+    size_t mask = ((size_t)1 << bits) - 1;
+    memset(map, 0xff, (mask + 1) * sizeof(int64_t));
+    for (int64_t k = 0; k < n; k++) {
+      int64_t j = last ? start + n - 1 - k : start + k;
+      int32_t v = values[j];
+      size_t slot = hash_slot(v, 64 - bits);
+      for (;;) {
+        int64_t held = map[slot];
+        if (held < 0) {
+          map[slot] = j;
+          reps[j] = j;
+          break;
+        }
+        if (values[held] == v) {
+          reps[j] = held;
+          break;
+        }
+        slot = (slot + 1) & mask;
+      }
+    }
+    start += n;
+  }
+  free(map);
+  return 0;
+}
+
+static int parse_rows(Py_buffer *values, Py_buffer *lengths, Py_ssize_t *rows) {
+  if (check_buffer(values, 4, "values") < 0 || check_buffer(lengths, 8, "lengths") < 0) return -1;
+  const int64_t *l = (const int64_t *)lengths->buf;
+  *rows = lengths->len / 8;
+  int64_t total = 0;
+  for (Py_ssize_t r = 0; r < *rows; r++) {
+    if (l[r] < 0) {
+      PyErr_Format(PyExc_ValueError, "row %zd: negative length", r);
+      return -1;
+    }
+    total += l[r];
+  }
+  if (total != values->len / 4) {
+    PyErr_Format(PyExc_ValueError, "lengths sum to %lld but there are %zd values",
+                 (long long)total, values->len / 4);
+    return -1;
+  }
+  return 0;
+}
+
+static PyObject *group_representatives(PyObject *self, PyObject *args) {
+  Py_buffer values, lengths, out;
+  int last;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "y*y*pw*", &values, &lengths, &last, &out)) return NULL;
+  PyObject *result = NULL;
+  Py_ssize_t rows;
+  if (parse_rows(&values, &lengths, &rows) < 0) goto done;
+  if (out.len != values.len * 2) {
+    PyErr_SetString(PyExc_ValueError, "out must hold one int64 per value");
+    goto done;
+  }
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = rows_representatives((const int32_t *)values.buf, (const int64_t *)lengths.buf, rows, last,
+                            (int64_t *)out.buf);
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  result = Py_NewRef(Py_None);
+done:
+  PyBuffer_Release(&values);
+  PyBuffer_Release(&lengths);
+  PyBuffer_Release(&out);
+  return result;
+}
+
+static PyMethodDef methods[] = {
+    {"set_operation", set_operation, METH_VARARGS,
+     "set_operation(op, a_values, a_lengths, b_values, b_lengths, out_values, out_lengths) -> n\n\n"
+     "Row r of the result = list(set(a_r) OP set(b_r)) in CPython 3.11's set order. Values are\n"
+     "int32 buffers, lengths int64 buffers; out_values needs len(a_values) + len(b_values) ids.\n"
+     "op: 0 union, 1 intersect, 2 a - b, 3 b - a. Returns the number of ids written."},
+    {"group_representatives", group_representatives, METH_VARARGS,
+     "group_representatives(values, lengths, last, out) -> None\n\n"
+     "out[j] = flat index of the first (last: the last) element of j's row equal to values[j].\n"
+     "values int32, lengths int64 (rows), out int64 with one entry per value."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_native", "Row-wise kernels of the synthetic-task generators.", -1,
+    methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

@@ -1,0 +1,62 @@
+"""The C row kernels agree with the numpy fallbacks (and with plain Python) on random rows."""
+
+import numpy as np
+import pytest
+
+from synthetic_pretraining.generators import native
+from synthetic_pretraining.generators import ragged
+
+
+def _rows(seed, num_rows, max_len, high):
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(0, max_len + 1, num_rows)
+  return rng.integers(0, high, int(lengths.sum())).astype(np.int32), lengths
+
+
+def _python_representatives(values, lengths, last):
+  reps, start = [], 0
+  for n in lengths.tolist():
+    row = values[start:start + n].tolist()
+    where = {}
+    for j in (reversed(range(n)) if last else range(n)):
+      where.setdefault(row[j], start + j)
+    reps += [where[v] for v in row]
+    start += n
+  return reps
+
+
+def test_kernels_are_built():
+  assert native.available(), "reinstall with `bash scripts/setup.sh` to build _native"
+
+
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("num_rows,max_len,high", [(300, 220, 32000), (300, 40, 5), (3, 5000, 10**9),
+                                                   (50, 0, 10), (1, 1, 2**31 - 1)])
+def test_group_representatives(last, num_rows, max_len, high):
+  values, lengths = _rows(num_rows * max_len + high % 97, num_rows, max_len, high)
+  expected = _python_representatives(values, lengths, last)
+  assert ragged.group_representatives(values, lengths, last=last).tolist() == expected
+  assert ragged.group_representatives(values, lengths, last=last,
+                                      use_native=False).tolist() == expected
+
+
+@pytest.mark.parametrize("high", [3, 300, 32000])
+def test_first_occurrence_mask(high):
+  values, lengths = _rows(high, 400, 220, high)
+  got = ragged.first_occurrence_mask(values, lengths)
+  fallback = ragged.first_occurrence_mask(values, lengths, use_native=False)
+  np.testing.assert_array_equal(got, fallback)
+  reps = np.asarray(_python_representatives(values, lengths, last=False))
+  np.testing.assert_array_equal(got, reps == np.arange(len(values)))
+
+
+def test_kernel_errors_name_the_problem():
+  with pytest.raises(ValueError, match="lengths sum to 3 but there are 2 values"):
+    native.module.group_representatives(np.array([1, 2], np.int32), np.array([3], np.int64),
+                                        False, np.empty(2, np.int64))
+  with pytest.raises(ValueError, match="row 0: negative length"):
+    native.module.group_representatives(np.array([], np.int32), np.array([-1, 1], np.int64),
+                                        False, np.empty(0, np.int64))
+  with pytest.raises(ValueError, match="one int64 per value"):
+    native.module.group_representatives(np.array([1, 2], np.int32), np.array([2], np.int64),
+                                        False, np.empty(1, np.int64))
