@@ -38,6 +38,8 @@ enum { OP_UNION = 0, OP_INTERSECT = 1, OP_A_MINUS_B = 2, OP_B_MINUS_A = 3 };
 typedef struct {
   int32_t *slots;
   int32_t *spare;
+  int32_t *keys; /* scratch for this table's keys: by its own resize, and by operations that read
+                  * this table while they fill another one (never while this one changes) */
   size_t mask;
   Py_ssize_t fill; /* active + dummy slots */
   Py_ssize_t used; /* active slots */
@@ -46,9 +48,23 @@ typedef struct {
 static void table_init(table_t *t, int32_t *buffers, size_t capacity) {
   t->slots = buffers;
   t->spare = buffers + capacity;
+  t->keys = buffers + 2 * capacity;
   t->mask = MIN_SIZE - 1;
   t->fill = t->used = 0;
   for (int i = 0; i < MIN_SIZE; i++) t->slots[i] = EMPTY;
+}
+
+/* Writes the table's keys in slot order to keys (branch-free: the slots' fill pattern is random,
+ * so a branch per slot would mispredict about half the time); returns their count. keys needs
+ * room for mask + 2 entries. */
+static size_t table_keys(const int32_t *slots, size_t mask, int32_t *keys) {
+  size_t count = 0;
+  for (size_t i = 0; i <= mask; i++) {
+    int32_t key = slots[i];
+    keys[count] = key;
+    count += key >= 0;
+  }
+  return count;
 }
 
 /* Places key in the first empty slot of its probe sequence (no dummies, key absent). */
@@ -79,9 +95,8 @@ static void table_resize(table_t *t, Py_ssize_t minused) {
   while (size <= (size_t)minused) size <<= 1;
   int32_t *slots = t->spare;
   memset(slots, 0xff, size * sizeof(int32_t)); /* all EMPTY (-1) */
-  for (size_t i = 0; i <= t->mask; i++) {
-    if (t->slots[i] >= 0) insert_clean(slots, size - 1, t->slots[i]);
-  }
+  size_t count = table_keys(t->slots, t->mask, t->keys);
+  for (size_t k = 0; k < count; k++) insert_clean(slots, size - 1, t->keys[k]);
   t->spare = t->slots;
   t->slots = slots;
   t->mask = size - 1;
@@ -92,7 +107,8 @@ static void table_add(table_t *t, int32_t key) {
   size_t mask = t->mask;
   size_t perturb = (size_t)key;
   size_t i = (size_t)key & mask;
-  int32_t *entry;
+  int32_t *entry = &t->slots[i];
+  if (*entry == EMPTY) goto found_unused; /* the common case at <= 60% fill */
   for (;;) {
     size_t probes = (i + LINEAR_PROBES <= mask) ? LINEAR_PROBES : 0;
     entry = &t->slots[i];
@@ -150,16 +166,14 @@ static void table_merge(table_t *so, const table_t *other) {
     so->used = other->used;
     return;
   }
+  int32_t *keys = other->keys;
+  size_t count = table_keys(other->slots, other->mask, keys);
   if (so->fill == 0) {
     so->fill = so->used = other->used;
-    for (size_t i = 0; i <= other->mask; i++) {
-      if (other->slots[i] >= 0) insert_clean(so->slots, so->mask, other->slots[i]);
-    }
+    for (size_t k = 0; k < count; k++) insert_clean(so->slots, so->mask, keys[k]);
     return;
   }
-  for (size_t i = 0; i <= other->mask; i++) {
-    if (other->slots[i] >= 0) table_add(so, other->slots[i]);
-  }
+  for (size_t k = 0; k < count; k++) table_add(so, keys[k]);
 }
 
 /* result = so & other (result starts empty): iterate the smaller set, keep keys the other holds. */
@@ -169,9 +183,10 @@ static void table_intersection(table_t *result, const table_t *so, const table_t
     so = other;
     other = tmp;
   }
-  for (size_t i = 0; i <= other->mask; i++) {
-    int32_t key = other->slots[i];
-    if (key >= 0 && table_find(so, key) != NULL) table_add(result, key);
+  int32_t *keys = other->keys;
+  size_t count = table_keys(other->slots, other->mask, keys);
+  for (size_t k = 0; k < count; k++) {
+    if (table_find(so, keys[k]) != NULL) table_add(result, keys[k]);
   }
 }
 
@@ -181,9 +196,9 @@ static void table_difference_update(table_t *so, const table_t *other, table_t *
     table_intersection(common, so, other);
     other = common;
   }
-  for (size_t i = 0; i <= other->mask; i++) {
-    if (other->slots[i] >= 0) table_discard(so, other->slots[i]);
-  }
+  int32_t *keys = other->keys;
+  size_t count = table_keys(other->slots, other->mask, keys);
+  for (size_t k = 0; k < count; k++) table_discard(so, keys[k]);
   if ((size_t)(so->fill - so->used) <= so->mask / 4) return;
   table_resize(so, so->used > 50000 ? so->used * 2 : so->used * 4);
 }
@@ -197,21 +212,23 @@ static void table_difference(table_t *result, const table_t *so, const table_t *
     table_difference_update(result, other, scratch);
     return;
   }
-  for (size_t i = 0; i <= so->mask; i++) {
-    int32_t key = so->slots[i];
-    if (key >= 0 && table_find(other, key) == NULL) table_add(result, key);
+  int32_t *keys = so->keys;
+  size_t count = table_keys(so->slots, so->mask, keys);
+  for (size_t k = 0; k < count; k++) {
+    if (table_find(other, keys[k]) == NULL) table_add(result, keys[k]);
   }
 }
 
-/* One row: writes the result's keys in table order to out; returns their count. `arena` holds
- * 8 buffers of `capacity` slots, enough for any table of this row (see set_operation). */
+/* One row: writes the result's keys in table order to out (which needs one spare entry past the
+ * row's len(a) + len(b)); returns their count. `arena` holds 12 buffers of `capacity` slots, enough
+ * for any table of this row (see set_operation). */
 static int64_t row_operation(int op, const int32_t *a, int64_t a_len, const int32_t *b,
                              int64_t b_len, int32_t *out, int32_t *arena, size_t capacity) {
   table_t ta, tb, result, scratch;
   table_init(&ta, arena, capacity);
-  table_init(&tb, arena + 2 * capacity, capacity);
-  table_init(&result, arena + 4 * capacity, capacity);
-  table_init(&scratch, arena + 6 * capacity, capacity);
+  table_init(&tb, arena + 3 * capacity, capacity);
+  table_init(&result, arena + 6 * capacity, capacity);
+  table_init(&scratch, arena + 9 * capacity, capacity);
   for (int64_t i = 0; i < a_len; i++) table_add(&ta, a[i]);
   for (int64_t i = 0; i < b_len; i++) table_add(&tb, b[i]);
   switch (op) {
@@ -229,11 +246,7 @@ static int64_t row_operation(int op, const int32_t *a, int64_t a_len, const int3
       table_difference(&result, &tb, &ta, &scratch);
       break;
   }
-  int64_t count = 0;
-  for (size_t i = 0; i <= result.mask; i++) {
-    if (result.slots[i] >= 0) out[count++] = result.slots[i];
-  }
-  return count;
+  return (int64_t)table_keys(result.slots, result.mask, out);
 }
 
 static int check_buffer(const Py_buffer *buf, Py_ssize_t itemsize, const char *name) {
@@ -290,8 +303,9 @@ static PyObject *set_operation(PyObject *self, PyObject *args) {
                  (long long)total_a, (long long)total_b, na, nb);
     goto done;
   }
-  if (nout < na + nb) {
-    PyErr_Format(PyExc_ValueError, "out_values holds %zd ids, needs %zd", nout, na + nb);
+  if (nout < na + nb + 1) {
+    PyErr_Format(PyExc_ValueError, "out_values holds %zd ids, needs len(a) + len(b) + 1 = %zd",
+                 nout, na + nb + 1);
     goto done;
   }
   for (Py_ssize_t i = 0; i < na; i++) {
@@ -312,9 +326,9 @@ static PyObject *set_operation(PyObject *self, PyObject *args) {
   for (Py_ssize_t r = 0; r < rows; r++) {
     if (al[r] + bl[r] > longest) longest = al[r] + bl[r];
   }
-  size_t capacity = MIN_SIZE;
-  while (capacity <= (size_t)(8 * longest)) capacity <<= 1;
-  int32_t *arena = (int32_t *)malloc(8 * capacity * sizeof(int32_t));
+  size_t capacity = 2 * MIN_SIZE;
+  while (capacity <= (size_t)(8 * longest) + 1) capacity <<= 1;
+  int32_t *arena = (int32_t *)malloc(12 * capacity * sizeof(int32_t));
   if (arena == NULL) {
     PyErr_NoMemory();
     goto done;
@@ -443,7 +457,7 @@ static PyMethodDef methods[] = {
     {"set_operation", set_operation, METH_VARARGS,
      "set_operation(op, a_values, a_lengths, b_values, b_lengths, out_values, out_lengths) -> n\n\n"
      "Row r of the result = list(set(a_r) OP set(b_r)) in CPython 3.11's set order. Values are\n"
-     "int32 buffers, lengths int64 buffers; out_values needs len(a_values) + len(b_values) ids.\n"
+     "int32 buffers, lengths int64 buffers; out_values needs len(a_values) + len(b_values) + 1.\n"
      "op: 0 union, 1 intersect, 2 a - b, 3 b - a. Returns the number of ids written."},
     {"group_representatives", group_representatives, METH_VARARGS,
      "group_representatives(values, lengths, last, out) -> None\n\n"

@@ -47,7 +47,7 @@ def set_operation_rows(op: str, a: Ragged, b: Ragged, use_extension: bool = True
   if kernels is not None:
     a_values = np.ascontiguousarray(a.values, dtype=np.int32)
     b_values = np.ascontiguousarray(b.values, dtype=np.int32)
-    out_values = np.empty(len(a_values) + len(b_values), dtype=np.int32)
+    out_values = np.empty(len(a_values) + len(b_values) + 1, dtype=np.int32)  # +1: kernel slack
     out_lengths = np.empty(a.num_rows, dtype=np.int64)
     written = kernels.set_operation(
         OPERATIONS.index(op), a_values, np.ascontiguousarray(a.lengths, dtype=np.int64),

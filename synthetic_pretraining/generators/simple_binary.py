@@ -271,15 +271,22 @@ class _SetOperationTask(_BinaryTask):
 
   def _distinct_pools(self, rng, sizes: np.ndarray) -> np.ndarray:
     # Re-drawing repeated entries keeps the pool a uniform random subset (the procedure commutes
-    # with any relabelling of the alphabet).
+    # with any relabelling of the alphabet, and so does the event of being done by a given
+    # round). Each round looks only at the rows that still had a repeat.
     pools = self.tokens(rng, int(sizes.sum()))
+    starts = ragged.exclusive_cumsum(sizes)
+    rows = np.arange(len(sizes))
+    index = np.arange(len(pools))
     for _ in range(64):
-      repeated = ~ragged.first_occurrence_mask(pools, sizes)
+      row_sizes = sizes[rows]
+      repeated = ~ragged.first_occurrence_mask(pools[index], row_sizes)
       if not repeated.any():
         return pools
-      pools[repeated] = self.tokens(rng, int(repeated.sum()))
-    starts = ragged.exclusive_cumsum(sizes)
-    for r in range(len(sizes)):  # Tiny alphabets: sample each pool without replacement.
+      pools[index[repeated]] = self.tokens(rng, int(repeated.sum()))
+      local_rows = np.repeat(np.arange(len(rows)), row_sizes)
+      rows = rows[np.bincount(local_rows[repeated], minlength=len(rows)) > 0]
+      index = ragged.gather_segments(np.arange(len(pools)), starts[rows], sizes[rows])
+    for r in rows.tolist():  # Tiny alphabets: sample these pools without replacement.
       pools[starts[r]:starts[r] + sizes[r]] = rng.choice(self.alphabet.ids, sizes[r], replace=False)
     return pools
 
