@@ -14,6 +14,8 @@
  * first (or last) equal element", with a small hash map per row (the numpy versions in ragged.py
  * sort every row; tests/generators/test_native.py checks both agree).
  *
+ * shuffle_rows: per-row Fisher-Yates shuffles driven by random words drawn by numpy.
+ *
  * Pure functions of their inputs (randomness stays in numpy). `native.py` loads this module;
  * callers fall back to the numpy / Python versions when it is not built.
  */
@@ -453,6 +455,50 @@ done:
   return result;
 }
 
+/* ---- per-row Fisher-Yates shuffles driven by given random words -------------------------- */
+
+/* Row r's elements are permuted in place: for i = n-1 .. 1, swap element i with element
+ * j = floor(U * (i + 1)), U = (word >> 11) / 2**53 from the row's i-th word (words[start + i]).
+ * ragged.shuffle_rows has the same procedure in numpy. */
+static void rows_shuffle(int32_t *values, const int64_t *lengths, Py_ssize_t rows,
+                         const uint64_t *words) {
+  int64_t start = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    int32_t *row = values + start;
+    const uint64_t *w = words + start;
+    for (int64_t i = lengths[r] - 1; i >= 1; i--) {
+      int64_t j = (int64_t)((double)(w[i] >> 11) * 0x1.0p-53 * (double)(i + 1));
+      int32_t tmp = row[i];
+      row[i] = row[j];
+      row[j] = tmp;
+    }
+    start += lengths[r];
+  }
+}
+
+static PyObject *shuffle_rows(PyObject *self, PyObject *args) {
+  Py_buffer values, lengths, words;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "w*y*y*", &values, &lengths, &words)) return NULL;
+  PyObject *result = NULL;
+  Py_ssize_t rows;
+  if (parse_rows(&values, &lengths, &rows) < 0) goto done;
+  if (words.len != values.len * 2) {
+    PyErr_SetString(PyExc_ValueError, "words must hold one uint64 per value");
+    goto done;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  rows_shuffle((int32_t *)values.buf, (const int64_t *)lengths.buf, rows,
+               (const uint64_t *)words.buf);
+  Py_END_ALLOW_THREADS
+  result = Py_NewRef(Py_None);
+done:
+  PyBuffer_Release(&values);
+  PyBuffer_Release(&lengths);
+  PyBuffer_Release(&words);
+  return result;
+}
+
 static PyMethodDef methods[] = {
     {"set_operation", set_operation, METH_VARARGS,
      "set_operation(op, a_values, a_lengths, b_values, b_lengths, out_values, out_lengths) -> n\n\n"
@@ -463,6 +509,10 @@ static PyMethodDef methods[] = {
      "group_representatives(values, lengths, last, out) -> None\n\n"
      "out[j] = flat index of the first (last: the last) element of j's row equal to values[j].\n"
      "values int32, lengths int64 (rows), out int64 with one entry per value."},
+    {"shuffle_rows", shuffle_rows, METH_VARARGS,
+     "shuffle_rows(values, lengths, words) -> None\n\n"
+     "Fisher-Yates shuffle of each row of the int32 buffer values, in place, driven by one uint64\n"
+     "random word per value (see ragged.shuffle_rows)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {

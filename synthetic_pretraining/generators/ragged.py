@@ -18,8 +18,6 @@ import numpy as np
 from synthetic_pretraining.generators import native
 
 ID_DTYPE = np.int32
-_INDEX_BITS = 16  # Row-local positions packed under the sort key; rows must stay below 65 536.
-_INDEX_MASK = (1 << _INDEX_BITS) - 1
 
 
 @dataclasses.dataclass
@@ -203,41 +201,32 @@ class _PackedRows:
     return int(self.pos_mask) - local if self.last else local
 
 
-def _check_width(width: int) -> None:
-  if width > _INDEX_MASK:
-    raise ValueError(f"rows of length {width} exceed the {_INDEX_MASK} supported")
-
-
-_ALL_ONES = np.uint64(np.iinfo(np.uint64).max)
-_LOW_BITS = np.uint64(_INDEX_MASK)
-_HIGH_BITS = np.uint64(np.iinfo(np.uint64).max ^ _INDEX_MASK)
-
-
-def shuffle_rows(rng: np.random.Generator, values: np.ndarray,
-                 lengths: np.ndarray) -> np.ndarray:
+def shuffle_rows(rng: np.random.Generator, values: np.ndarray, lengths: np.ndarray,
+                 use_native: bool = True) -> np.ndarray:
   """Each row uniformly permuted (independently); returns the new flat values.
 
-  Rows are sorted by 48 random bits with the position as payload (numpy's row sort is fast for
-  short rows); the rare rows with a tie among the random keys are re-permuted exactly.
+  A Fisher-Yates shuffle per row driven by one random 64-bit word per element: for i = n-1 .. 1,
+  element i swaps with element floor(U_i * (i + 1)), U_i = (word_i >> 11) / 2**53 (bias below
+  n / 2**53). The C kernel runs it row by row; the numpy fallback runs step i for all rows at once
+  and gives the same permutation.
   """
-  if len(values) == 0:
-    return values
-  width = int(lengths.max())
-  _check_width(width)
-  keys = rng.bit_generator.random_raw((len(lengths), width))
-  keys &= _HIGH_BITS
-  keys |= np.arange(width, dtype=np.uint64)
-  mask = np.arange(width) < lengths[:, None]
-  keys[~mask] = _ALL_ONES
-  keys.sort(axis=1)
-  tie = np.zeros(keys.shape, dtype=bool)
-  np.less_equal(keys[:, 1:] ^ keys[:, :-1], _LOW_BITS, out=tie[:, 1:])
-  tie &= mask
-  perm = (keys & _LOW_BITS).view(np.int64)
-  for row in np.flatnonzero(tie.any(axis=1)):
-    perm[row, :lengths[row]] = rng.permutation(int(lengths[row]))
-  perm += exclusive_cumsum(lengths)[:, None]
-  return values[perm[mask]]
+  out = np.array(values, dtype=ID_DTYPE, copy=True)
+  lengths = np.asarray(lengths, dtype=np.int64)
+  words = rng.bit_generator.random_raw(len(out))
+  if len(out) == 0:
+    return out
+  kernels = native.get(use_native)
+  if kernels is not None:
+    kernels.shuffle_rows(out, np.ascontiguousarray(lengths), words)
+    return out
+  starts = exclusive_cumsum(lengths)
+  uniform = (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
+  for i in range(int(lengths.max()) - 1, 0, -1):
+    rows = np.flatnonzero(lengths > i)
+    here = starts[rows] + i
+    there = starts[rows] + (uniform[here] * (i + 1)).astype(np.int64)
+    out[here], out[there] = out[there], out[here].copy()
+  return out
 
 
 def _sorted_runs(values: np.ndarray, lengths: np.ndarray,

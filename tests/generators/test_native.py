@@ -60,3 +60,18 @@ def test_kernel_errors_name_the_problem():
   with pytest.raises(ValueError, match="one int64 per value"):
     native.module.group_representatives(np.array([1, 2], np.int32), np.array([2], np.int64),
                                         False, np.empty(1, np.int64))
+
+
+@pytest.mark.parametrize("num_rows,max_len", [(300, 220), (5, 3000), (40, 1), (10, 0)])
+def test_shuffle_rows_same_permutation_both_ways(num_rows, max_len):
+  values, lengths = _rows(max_len, num_rows, max_len, 2**31 - 1)
+  native_out = ragged.shuffle_rows(np.random.default_rng(5), values, lengths)
+  numpy_out = ragged.shuffle_rows(np.random.default_rng(5), values, lengths, use_native=False)
+  np.testing.assert_array_equal(native_out, numpy_out)
+  # Each row is a permutation of itself, and the input is left as it was.
+  start = 0
+  for n in lengths.tolist():
+    assert sorted(native_out[start:start + n].tolist()) == sorted(values[start:start + n].tolist())
+    start += n
+  if len(values) > 1000:
+    assert not np.array_equal(native_out, values)
