@@ -102,25 +102,29 @@ class SetTask(SimpleTask):
   def draw_block(self, rng, n):
     lo, hi = self.length_range
     lengths = self.uniform(rng, lo, hi, n)
-    rows = np.repeat(np.arange(n), lengths)
     starts = ragged.exclusive_cumsum(lengths)
+    ends = starts + lengths - 1
     seed = ragged.random_subset_mask(rng, lengths)
-    seeds_before = np.cumsum(seed)
-    num_runs = seeds_before[starts + lengths - 1] - seeds_before[starts] + seed[starts]
+    seeds_before = np.cumsum(seed, dtype=np.int32)  # Seeds up to and including each position.
+    num_runs = seeds_before[ends] - seeds_before[starts] + seed[starts]
     while (num_runs == 0).any():  # Condition on k >= 1 (k ~ U[1, n]): re-draw empty subsets.
-      empty = num_runs == 0
-      seed[np.flatnonzero(empty[rows])] = ragged.random_subset_mask(rng, lengths[empty])
-      seeds_before = np.cumsum(seed)
-      num_runs = seeds_before[starts + lengths - 1] - seeds_before[starts] + seed[starts]
-    # Seeds take their row's labels 0..k-1 in position order; the others uniform labels.
-    label = seeds_before - 1
-    others = np.flatnonzero(~seed)
-    other_rows = rows[others]
-    label[others] = (seeds_before[starts][other_rows] - seed[starts][other_rows]
-                     + (rng.random(len(others)) * num_runs[other_rows]).astype(np.int64))
+      empty = np.flatnonzero(num_runs == 0)
+      positions = ragged.gather_segments(np.arange(len(seed)), starts[empty], lengths[empty])
+      seed[positions] = ragged.random_subset_mask(rng, lengths[empty])
+      seeds_before = np.cumsum(seed, dtype=np.int32)
+      num_runs = seeds_before[ends] - seeds_before[starts] + seed[starts]
+    # Seeds take their row's labels 0..k-1 in position order; the others uniform labels (the row's
+    # labels are offset by the seeds of earlier rows).
+    offset = (seeds_before[starts] - seed[starts]).astype(np.int64)
+    uniform = rng.random(len(seed))
+    uniform *= np.repeat(num_runs, lengths)
+    label = np.repeat(offset, lengths)
+    label += uniform.astype(np.int64)
+    np.copyto(label, seeds_before - 1, where=seed)
     run_tokens = self.tokens(rng, int(num_runs.sum()))
     x = run_tokens[label]
     first = ragged.first_occurrence_mask(x, lengths)
+    rows = np.repeat(np.arange(n), lengths)
     return (Ragged(x, lengths),), Ragged(x[first], np.bincount(rows[first], minlength=n))
 
 

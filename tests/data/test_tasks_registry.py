@@ -201,7 +201,7 @@ def test_import_from_installed_copy(tmp_path):
   src.mkdir()
   for name in ("setup.py", "README.md"):
     shutil.copy(REPO_ROOT / name, src / name)
-  ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+  ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")  # The install must build _native.
   for name in ("synthetic_pretraining", "tasks"):
     shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
   subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
@@ -210,7 +210,9 @@ def test_import_from_installed_copy(tmp_path):
   code = textwrap.dedent("""
       import seqio
       import synthetic_pretraining.tasks as sp_tasks
+      from synthetic_pretraining.generators import native
       print("FILE", sp_tasks.__file__)
+      print("NATIVE", native.module.__file__ if native.available() else "missing")
       print("NAMES", " ".join(sorted(seqio.TaskRegistry.names())))
       print("MIXTURES", " ".join(sorted(seqio.MixtureRegistry.names())))
       # Leave a live streamed iterator behind: the process must still exit (tf.data threads
@@ -227,6 +229,7 @@ def test_import_from_installed_copy(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
   assert pathlib.Path(lines["FILE"]).is_relative_to(site)
+  assert pathlib.Path(lines["NATIVE"]).is_relative_to(site), "the C kernels were not built"
   names = set(lines["NAMES"].split())
   assert set(registry.TASK_NAMES) <= names and "natural_span_corruption" in names
   assert {"lime", "simple_tasks_all"} <= set(lines["MIXTURES"].split())
