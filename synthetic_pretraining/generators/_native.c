@@ -363,10 +363,11 @@ static inline size_t hash_slot(int32_t value, unsigned shift) {
   return (size_t)(((uint64_t)(uint32_t)value * 0x9E3779B97F4A7C15ull) >> shift);
 }
 
-/* For each row, fills map (2**bits slots of flat indices, -1 = empty) and calls back per element
- * with the flat index of the element holding its value: the first one, or the last if `last`. */
+/* Per row, a map (2**bits slots of flat indices, -1 = empty) from each value to the flat index of
+ * its first element (or last, if `last`). Writes reps[j] = that index for every element j, or, if
+ * reps is NULL, first[j] = 1 where j is that element and 0 elsewhere. */
 static int rows_representatives(const int32_t *values, const int64_t *lengths, Py_ssize_t rows,
-                                int last, int64_t *reps) {
+                                int last, int64_t *reps, uint8_t *first) {
   int64_t longest = 0;
   for (Py_ssize_t r = 0; r < rows; r++) {
     if (lengths[r] > longest) longest = lengths[r];
@@ -390,11 +391,11 @@ static int rows_representatives(const int32_t *values, const int64_t *lengths, P
         int64_t held = map[slot];
         if (held < 0) {
           map[slot] = j;
-          reps[j] = j;
+          if (reps) reps[j] = j; else first[j] = 1;
           break;
         }
         if (values[held] == v) {
-          reps[j] = held;
+          if (reps) reps[j] = held; else first[j] = 0;
           break;
         }
         slot = (slot + 1) & mask;
@@ -441,7 +442,35 @@ static PyObject *group_representatives(PyObject *self, PyObject *args) {
   int rc;
   Py_BEGIN_ALLOW_THREADS
   rc = rows_representatives((const int32_t *)values.buf, (const int64_t *)lengths.buf, rows, last,
-                            (int64_t *)out.buf);
+                            (int64_t *)out.buf, NULL);
+  Py_END_ALLOW_THREADS
+  if (rc < 0) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  result = Py_NewRef(Py_None);
+done:
+  PyBuffer_Release(&values);
+  PyBuffer_Release(&lengths);
+  PyBuffer_Release(&out);
+  return result;
+}
+
+static PyObject *first_occurrence(PyObject *self, PyObject *args) {
+  Py_buffer values, lengths, out;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "y*y*w*", &values, &lengths, &out)) return NULL;
+  PyObject *result = NULL;
+  Py_ssize_t rows;
+  if (parse_rows(&values, &lengths, &rows) < 0) goto done;
+  if (out.len * 4 != values.len) {
+    PyErr_SetString(PyExc_ValueError, "out must hold one byte (bool) per value");
+    goto done;
+  }
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = rows_representatives((const int32_t *)values.buf, (const int64_t *)lengths.buf, rows, 0,
+                            NULL, (uint8_t *)out.buf);
   Py_END_ALLOW_THREADS
   if (rc < 0) {
     PyErr_NoMemory();
@@ -509,6 +538,9 @@ static PyMethodDef methods[] = {
      "group_representatives(values, lengths, last, out) -> None\n\n"
      "out[j] = flat index of the first (last: the last) element of j's row equal to values[j].\n"
      "values int32, lengths int64 (rows), out int64 with one entry per value."},
+    {"first_occurrence", first_occurrence, METH_VARARGS,
+     "first_occurrence(values, lengths, out) -> None\n\n"
+     "out[j] = whether values[j] is the first element of its row with that value (out: bool)."},
     {"shuffle_rows", shuffle_rows, METH_VARARGS,
      "shuffle_rows(values, lengths, words) -> None\n\n"
      "Fisher-Yates shuffle of each row of the int32 buffer values, in place, driven by one uint64\n"

@@ -243,8 +243,12 @@ def first_occurrence_mask(values: np.ndarray, lengths: np.ndarray,
   """True where an element is the first of its value within its row (values >= 0)."""
   if len(values) == 0:
     return np.zeros(0, dtype=bool)
-  if native.get(use_native) is not None:
-    return group_representatives(values, lengths) == np.arange(len(values))
+  kernels = native.get(use_native)
+  if kernels is not None:
+    out = np.empty(len(values), dtype=bool)
+    kernels.first_occurrence(np.ascontiguousarray(values, dtype=np.int32),
+                             np.ascontiguousarray(lengths, dtype=np.int64), out)
+    return out
   out = np.zeros(len(values), dtype=bool)
   order, starts = _sorted_runs(values, lengths)
   out[order[starts]] = True

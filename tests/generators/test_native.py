@@ -57,6 +57,12 @@ def test_kernel_errors_name_the_problem():
   with pytest.raises(ValueError, match="row 0: negative length"):
     native.module.group_representatives(np.array([], np.int32), np.array([-1, 1], np.int64),
                                         False, np.empty(0, np.int64))
+  with pytest.raises(ValueError, match="one byte \\(bool\\) per value"):
+    native.module.first_occurrence(np.array([1, 2], np.int32), np.array([2], np.int64),
+                                   np.empty(3, bool))
+  with pytest.raises(ValueError, match="one uint64 per value"):
+    native.module.shuffle_rows(np.array([1, 2], np.int32), np.array([2], np.int64),
+                               np.empty(1, np.uint64))
   with pytest.raises(ValueError, match="one int64 per value"):
     native.module.group_representatives(np.array([1, 2], np.int32), np.array([2], np.int64),
                                         False, np.empty(1, np.int64))
