@@ -14,6 +14,8 @@
  * first (or last) equal element", with a small hash map per row (the numpy versions in ragged.py
  * sort every row; tests/generators/test_native.py checks both agree).
  *
+ * gather_segments: concatenation of many short slices (how rows are assembled from pieces).
+ *
  * shuffle_rows: per-row Fisher-Yates shuffles driven by random words drawn by numpy.
  *
  * Pure functions of their inputs (randomness stays in numpy). `native.py` loads this module;
@@ -484,6 +486,54 @@ done:
   return result;
 }
 
+/* ---- segment gathers ----------------------------------------------------------------------- */
+
+static PyObject *gather_segments(PyObject *self, PyObject *args) {
+  Py_buffer source, starts, lengths, out;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "y*y*y*w*", &source, &starts, &lengths, &out)) return NULL;
+  PyObject *result = NULL;
+  if (check_buffer(&source, 4, "source") < 0 || check_buffer(&starts, 8, "starts") < 0 ||
+      check_buffer(&lengths, 8, "lengths") < 0 || check_buffer(&out, 4, "out") < 0) {
+    goto done;
+  }
+  Py_ssize_t segments = starts.len / 8, size = source.len / 4;
+  if (lengths.len != starts.len) {
+    PyErr_SetString(PyExc_ValueError, "starts and lengths must have one entry per segment");
+    goto done;
+  }
+  const int64_t *s = (const int64_t *)starts.buf, *l = (const int64_t *)lengths.buf;
+  int64_t total = 0;
+  for (Py_ssize_t k = 0; k < segments; k++) {
+    if (l[k] < 0 || s[k] < 0 || s[k] + l[k] > size) {
+      PyErr_Format(PyExc_ValueError, "segment %zd = [%lld, %lld) lies outside the source of %zd ids",
+                   k, (long long)s[k], (long long)(s[k] + l[k]), size);
+      goto done;
+    }
+    total += l[k];
+  }
+  if (total != out.len / 4) {
+    PyErr_Format(PyExc_ValueError, "segments hold %lld ids but out has room for %zd",
+                 (long long)total, out.len / 4);
+    goto done;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  const int32_t *src = (const int32_t *)source.buf;
+  int32_t *dst = (int32_t *)out.buf;
+  for (Py_ssize_t k = 0; k < segments; k++) {
+    memcpy(dst, src + s[k], (size_t)l[k] * sizeof(int32_t));
+    dst += l[k];
+  }
+  Py_END_ALLOW_THREADS
+  result = Py_NewRef(Py_None);
+done:
+  PyBuffer_Release(&source);
+  PyBuffer_Release(&starts);
+  PyBuffer_Release(&lengths);
+  PyBuffer_Release(&out);
+  return result;
+}
+
 /* ---- per-row Fisher-Yates shuffles driven by given random words -------------------------- */
 
 /* Row r's elements are permuted in place: for i = n-1 .. 1, swap element i with element
@@ -541,6 +591,10 @@ static PyMethodDef methods[] = {
     {"first_occurrence", first_occurrence, METH_VARARGS,
      "first_occurrence(values, lengths, out) -> None\n\n"
      "out[j] = whether values[j] is the first element of its row with that value (out: bool)."},
+    {"gather_segments", gather_segments, METH_VARARGS,
+     "gather_segments(source, starts, lengths, out) -> None\n\n"
+     "out = concatenation of source[starts[k]:starts[k] + lengths[k]] over k (int32 source/out,\n"
+     "int64 starts/lengths)."},
     {"shuffle_rows", shuffle_rows, METH_VARARGS,
      "shuffle_rows(values, lengths, words) -> None\n\n"
      "Fisher-Yates shuffle of each row of the int32 buffer values, in place, driven by one uint64\n"

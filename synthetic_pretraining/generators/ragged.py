@@ -98,12 +98,18 @@ def uniform_int(rng: np.random.Generator, low, high, size=None) -> np.ndarray:
   return low + (rng.random(size) * span).astype(np.int64)
 
 
-def gather_segments(source: np.ndarray, seg_starts: np.ndarray,
-                    seg_lengths: np.ndarray) -> np.ndarray:
+def gather_segments(source: np.ndarray, seg_starts: np.ndarray, seg_lengths: np.ndarray,
+                    use_native: bool = True) -> np.ndarray:
   """Concatenation of source[s:s + l] for every (s, l), in order (zero lengths allowed)."""
   seg_starts = np.asarray(seg_starts, dtype=np.int64).ravel()
   seg_lengths = np.asarray(seg_lengths, dtype=np.int64).ravel()
   total = int(seg_lengths.sum())
+  kernels = native.get(use_native)
+  if kernels is not None and source.dtype == ID_DTYPE:
+    out = np.empty(total, dtype=ID_DTYPE)
+    kernels.gather_segments(np.ascontiguousarray(source), np.ascontiguousarray(seg_starts),
+                            np.ascontiguousarray(seg_lengths), out)
+    return out
   offsets = seg_starts - exclusive_cumsum(seg_lengths)
   return source[np.repeat(offsets, seg_lengths) + np.arange(total)]
 
@@ -136,14 +142,16 @@ def assemble_rows(source: np.ndarray, seg_starts: np.ndarray,
 
 def concat_rows(parts: Sequence["Ragged | np.ndarray"], num_rows: int) -> Ragged:
   """Row r = parts[0] row r + parts[1] row r + …; a plain array part is the same for every row."""
-  lengths = np.stack([p.lengths if isinstance(p, Ragged) else np.full(num_rows, len(p))
-                      for p in parts], axis=1)
-  region = np.repeat(np.tile(np.arange(len(parts), dtype=np.int8), num_rows), lengths.ravel())
-  out = np.empty(len(region), dtype=ID_DTYPE)
-  for j, part in enumerate(parts):
-    values = part.values if isinstance(part, Ragged) else np.tile(np.asarray(part), num_rows)
-    out[region == j] = values
-  return Ragged(out, lengths.sum(axis=1))
+  buf = SourceBuffer()
+  seg_starts, seg_lengths = [], []
+  for part in parts:
+    if isinstance(part, Ragged):
+      seg_starts.append(buf.add(part.values) + exclusive_cumsum(part.lengths))
+      seg_lengths.append(part.lengths)
+    else:  # One copy of a constant part serves every row.
+      seg_starts.append(np.full(num_rows, buf.add(part), dtype=np.int64))
+      seg_lengths.append(np.full(num_rows, len(part), dtype=np.int64))
+  return assemble_rows(buf.build(), np.stack(seg_starts, 1), np.stack(seg_lengths, 1))
 
 
 def to_padded(values: np.ndarray, lengths: np.ndarray, fill, width: int | None = None,

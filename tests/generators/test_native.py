@@ -81,3 +81,17 @@ def test_shuffle_rows_same_permutation_both_ways(num_rows, max_len):
     start += n
   if len(values) > 1000:
     assert not np.array_equal(native_out, values)
+
+
+def test_gather_segments_both_ways():
+  rng = np.random.default_rng(11)
+  source = rng.integers(0, 2**31 - 1, 5000).astype(np.int32)
+  lengths = rng.integers(0, 30, 400)
+  starts = (rng.random(400) * (len(source) - lengths)).astype(np.int64)
+  expected = np.concatenate([source[s:s + l] for s, l in zip(starts, lengths)])
+  np.testing.assert_array_equal(ragged.gather_segments(source, starts, lengths), expected)
+  np.testing.assert_array_equal(ragged.gather_segments(source, starts, lengths, use_native=False),
+                                expected)
+  with pytest.raises(ValueError, match=r"segment 1 = \[4998, 5003\) lies outside the source of 5000"):
+    native.module.gather_segments(source, np.array([0, 4998]), np.array([1, 5]),
+                                  np.empty(6, np.int32))
