@@ -16,6 +16,8 @@
  *
  * gather_segments: concatenation of many short slices (how rows are assembled from pieces).
  *
+ * run_labels: the labels step of the Set sampler.
+ *
  * shuffle_rows: per-row Fisher-Yates shuffles driven by random words drawn by numpy.
  *
  * Pure functions of their inputs (randomness stays in numpy). `native.py` loads this module;
@@ -486,6 +488,58 @@ done:
   return result;
 }
 
+/* ---- run labels of the Set sampler ------------------------------------------------------- */
+
+/* Row r holds lengths[r] positions; seed[j] marks its k_r >= 1 "seed" positions. Seeds take the
+ * row's labels offset_r + 0 .. offset_r + k_r - 1 in position order, every other position the
+ * label offset_r + floor(uniform[j] * k_r), where offset_r = k_0 + ... + k_{r-1}. */
+static PyObject *run_labels(PyObject *self, PyObject *args) {
+  Py_buffer lengths, seed, uniform, out;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "y*y*y*w*", &lengths, &seed, &uniform, &out)) return NULL;
+  PyObject *result = NULL;
+  if (check_buffer(&lengths, 8, "lengths") < 0 || check_buffer(&uniform, 8, "uniform") < 0 ||
+      check_buffer(&out, 8, "out") < 0) {
+    goto done;
+  }
+  Py_ssize_t rows = lengths.len / 8, n = seed.len;
+  const int64_t *l = (const int64_t *)lengths.buf;
+  int64_t total = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) total += l[r] < 0 ? 0 : l[r];
+  if (total != n || uniform.len != 8 * n || out.len != 8 * n) {
+    PyErr_SetString(PyExc_ValueError, "seed (bool), uniform (float64) and out (int64) must hold "
+                    "one entry per position, and lengths must sum to that count");
+    goto done;
+  }
+  const uint8_t *sd = (const uint8_t *)seed.buf;
+  const double *u = (const double *)uniform.buf;
+  int64_t *lab = (int64_t *)out.buf;
+  int64_t start = 0, offset = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    int64_t k = 0;
+    for (int64_t j = start; j < start + l[r]; j++) k += sd[j] != 0;
+    if (k == 0 && l[r] > 0) {
+      PyErr_Format(PyExc_ValueError, "row %zd has no seed position", r);
+      goto done;
+    }
+    int64_t seen = 0;
+    for (int64_t j = start; j < start + l[r]; j++) {
+      int64_t other = offset + (int64_t)(u[j] * (double)k);
+      lab[j] = sd[j] ? offset + seen : other;
+      seen += sd[j] != 0;
+    }
+    start += l[r];
+    offset += k;
+  }
+  result = PyLong_FromLongLong((long long)offset);
+done:
+  PyBuffer_Release(&lengths);
+  PyBuffer_Release(&seed);
+  PyBuffer_Release(&uniform);
+  PyBuffer_Release(&out);
+  return result;
+}
+
 /* ---- segment gathers ----------------------------------------------------------------------- */
 
 static PyObject *gather_segments(PyObject *self, PyObject *args) {
@@ -595,6 +649,10 @@ static PyMethodDef methods[] = {
      "gather_segments(source, starts, lengths, out) -> None\n\n"
      "out = concatenation of source[starts[k]:starts[k] + lengths[k]] over k (int32 source/out,\n"
      "int64 starts/lengths)."},
+    {"run_labels", run_labels, METH_VARARGS,
+     "run_labels(lengths, seed, uniform, out) -> total runs\n\n"
+     "Run labels of the Set sampler (see simple_unary.SetTask): seeds take their row's labels in\n"
+     "order, other positions floor(uniform * k) (offset by the runs of earlier rows)."},
     {"shuffle_rows", shuffle_rows, METH_VARARGS,
      "shuffle_rows(values, lengths, words) -> None\n\n"
      "Fisher-Yates shuffle of each row of the int32 buffer values, in place, driven by one uint64\n"

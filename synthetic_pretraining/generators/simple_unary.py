@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from synthetic_pretraining.generators import native
 from synthetic_pretraining.generators import ragged
 from synthetic_pretraining.generators.simple_base import SimpleTask
 from synthetic_pretraining.generators.ragged import Ragged
@@ -103,29 +104,34 @@ class SetTask(SimpleTask):
     lo, hi = self.length_range
     lengths = self.uniform(rng, lo, hi, n)
     starts = ragged.exclusive_cumsum(lengths)
-    ends = starts + lengths - 1
     seed = ragged.random_subset_mask(rng, lengths)
-    seeds_before = np.cumsum(seed, dtype=np.int32)  # Seeds up to and including each position.
-    num_runs = seeds_before[ends] - seeds_before[starts] + seed[starts]
+    num_runs = np.add.reduceat(seed, starts, dtype=np.int64)
     while (num_runs == 0).any():  # Condition on k >= 1 (k ~ U[1, n]): re-draw empty subsets.
       empty = np.flatnonzero(num_runs == 0)
-      positions = ragged.gather_segments(np.arange(len(seed)), starts[empty], lengths[empty])
-      seed[positions] = ragged.random_subset_mask(rng, lengths[empty])
-      seeds_before = np.cumsum(seed, dtype=np.int32)
-      num_runs = seeds_before[ends] - seeds_before[starts] + seed[starts]
-    # Seeds take their row's labels 0..k-1 in position order; the others uniform labels (the row's
-    # labels are offset by the seeds of earlier rows).
-    offset = (seeds_before[starts] - seed[starts]).astype(np.int64)
-    uniform = rng.random(len(seed))
-    uniform *= np.repeat(num_runs, lengths)
-    label = np.repeat(offset, lengths)
-    label += uniform.astype(np.int64)
-    np.copyto(label, seeds_before - 1, where=seed)
-    run_tokens = self.tokens(rng, int(num_runs.sum()))
-    x = run_tokens[label]
+      seed[ragged.gather_segments(np.arange(len(seed)), starts[empty], lengths[empty])] = (
+          ragged.random_subset_mask(rng, lengths[empty]))
+      num_runs[empty] = np.add.reduceat(seed, starts, dtype=np.int64)[empty]
+    label = run_labels(lengths, seed, num_runs, rng.random(len(seed)))
+    x = self.tokens(rng, int(num_runs.sum()))[label]
     first = ragged.first_occurrence_mask(x, lengths)
-    rows = np.repeat(np.arange(n), lengths)
-    return (Ragged(x, lengths),), Ragged(x[first], np.bincount(rows[first], minlength=n))
+    return (Ragged(x, lengths),), Ragged(x[first], np.add.reduceat(first, starts, dtype=np.int64))
+
+
+def run_labels(lengths: np.ndarray, seed: np.ndarray, num_runs: np.ndarray, uniform: np.ndarray,
+               use_native: bool = True) -> np.ndarray:
+  """Seeds take their row's run labels 0..k-1 in position order, the other positions the label
+  floor(uniform * k); labels are offset by the runs of earlier rows (so they index one flat
+  array of run tokens). The C kernel and the numpy fallback give the same labels."""
+  kernels = native.get(use_native)
+  if kernels is not None:
+    label = np.empty(len(seed), dtype=np.int64)
+    kernels.run_labels(np.ascontiguousarray(lengths, dtype=np.int64),
+                       np.ascontiguousarray(seed, dtype=bool), np.ascontiguousarray(uniform),
+                       label)
+    return label
+  offset = np.repeat(ragged.exclusive_cumsum(num_runs), lengths)
+  label = offset + (uniform * np.repeat(num_runs, lengths)).astype(np.int64)
+  return np.where(seed, np.cumsum(seed) - 1, label)  # Seeds: their index among all seeds.
 
 
 class DeduplicateTask(SimpleTask):

@@ -5,6 +5,7 @@ import pytest
 
 from synthetic_pretraining.generators import native
 from synthetic_pretraining.generators import ragged
+from synthetic_pretraining.generators import simple_unary
 
 
 def _rows(seed, num_rows, max_len, high):
@@ -95,3 +96,26 @@ def test_gather_segments_both_ways():
   with pytest.raises(ValueError, match=r"segment 1 = \[4998, 5003\) lies outside the source of 5000"):
     native.module.gather_segments(source, np.array([0, 4998]), np.array([1, 5]),
                                   np.empty(6, np.int32))
+
+
+def test_set_run_labels_both_ways():
+  rng = np.random.default_rng(12)
+  lengths = rng.integers(1, 220, 300)
+  seed = ragged.random_subset_mask(rng, lengths)
+  seed[ragged.exclusive_cumsum(lengths)] = True  # Every row needs a seed.
+  num_runs = np.add.reduceat(seed, ragged.exclusive_cumsum(lengths), dtype=np.int64)
+  uniform = rng.random(len(seed))
+  got = simple_unary.run_labels(lengths, seed, num_runs, uniform)
+  np.testing.assert_array_equal(
+      got, simple_unary.run_labels(lengths, seed, num_runs, uniform, use_native=False))
+  # Row-local labels: seeds 0..k-1 in order, the rest floor(u * k).
+  start, offset = 0, 0
+  for n, k in zip(lengths.tolist(), num_runs.tolist()):
+    row = got[start:start + n] - offset
+    row_seed = seed[start:start + n]
+    assert row[row_seed].tolist() == list(range(k))
+    assert (row[~row_seed] == (uniform[start:start + n][~row_seed] * k).astype(int)).all()
+    start, offset = start + n, offset + k
+  with pytest.raises(ValueError, match="row 1 has no seed position"):
+    native.module.run_labels(np.array([1, 2]), np.array([1, 0, 0], bool), np.zeros(3),
+                             np.empty(3, np.int64))
