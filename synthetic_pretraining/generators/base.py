@@ -1,7 +1,8 @@
 """The interface every synthetic task generator implements, and deterministic example addressing.
 
 A task is a `SyntheticTask`: a name (the paper's id), a sampler drawing one example from a numpy
-`Generator`, and optionally a vectorised `sample_block` drawing many at once (much faster). Examples
+`Generator`, and optionally a vectorised `sample_block` drawing many at once (much faster), whose
+flat form `sample_ragged` (values + row lengths, no per-example arrays) feeds streaming. Examples
 are addressed by (seed, shard, index): index i lives in block i // BLOCK_SIZE, whose RNG is seeded
 from (task name, seed, shard, block). So the same address gives the same example in any process,
 a stream can start anywhere (resume), and distinct indices never repeat a draw.

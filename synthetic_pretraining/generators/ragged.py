@@ -2,7 +2,10 @@
 
 A block of B examples is held as flat arrays plus per-row lengths (row-major: all of row 0, then
 row 1, …). Every helper works on the whole block with a handful of numpy calls, so the Python cost
-per example stays a few hundred nanoseconds.
+per example stays a few hundred nanoseconds. The per-element loops that numpy can only do with
+sorts or many passes (first occurrences, representatives, shuffles, segment gathers) run in the C
+kernels of `_native` when they are built (`native.get`), with numpy fallbacks that give the same
+results.
 
 Uniform integers in a per-row range are drawn as floor(u * n) from 53-bit doubles: the total
 variation from the exact uniform law is below n / 2**53 (< 1e-13 for the ranges used here).
