@@ -142,26 +142,80 @@ class _OccurrenceTask(_BinaryTask):
   @staticmethod
   def _text_contains(seq, seq_len, query, q_len, rows_to_check) -> np.ndarray:
     """Rows whose query text str(b)[1:-1] occurs in str(a): the release's test, true whenever b
-    is a sub-list of a and also for digit-level matches such as "5, 1" in "[5, 12]"."""
+    is a sub-list of a and also for digit-level matches such as "5, 1" in "[5, 12]".
+
+    Decided on the ids, without building strings: a one-id query matches inside one id's digits;
+    a longer one matches at a window a[i : i + len(b)] whose first id ends with b[0]'s digits,
+    whose last id starts with b[-1]'s digits and whose inner ids equal b[1:-1].
+    """
     n = len(seq_len)
-    q_starts = ragged.exclusive_cumsum(q_len)
-    s_starts = ragged.exclusive_cumsum(seq_len)
-    # A match needs b[1:-1] == a[i+1 : i+len(b)-1] exactly; prefilter on b[1] for long queries.
-    maybe = rows_to_check & (q_len <= 2)
-    long_rows = rows_to_check & (q_len >= 3)
-    if long_rows.any():
-      rows = np.repeat(np.arange(n), seq_len)
-      local = ragged.local_positions(seq_len)
-      second = query[np.minimum(q_starts + 1, max(len(query) - 1, 0))]
-      hit = (long_rows[rows] & (local >= 1) & (local <= (seq_len - q_len + 1)[rows])
-             & (seq == second[rows]))
-      maybe[np.unique(rows[hit])] = True
     bad = np.zeros(n, dtype=bool)
-    for r in np.flatnonzero(maybe):
-      a = seq[s_starts[r]:s_starts[r] + seq_len[r]].tolist()
-      b = query[q_starts[r]:q_starts[r] + q_len[r]].tolist()
-      bad[r] = str(b)[1:-1] in str(a)
+    if not rows_to_check.any():
+      return bad
+    q_starts = ragged.exclusive_cumsum(q_len)
+    first_q = query[np.minimum(q_starts, max(len(query) - 1, 0))].astype(np.int64)
+    last_q = query[np.maximum(q_starts + q_len - 1, 0)].astype(np.int64)
+    rows = np.repeat(np.arange(n), seq_len)
+    local = ragged.local_positions(seq_len)
+    ids = seq.astype(np.int64)
+
+    single = np.flatnonzero((rows_to_check & (q_len == 1))[rows])
+    if len(single):
+      hit = _digits_inside(ids[single], first_q[rows[single]])
+      bad[rows[single][hit]] = True
+
+    longer = rows_to_check & (q_len >= 2)
+    window = longer[rows] & (local <= (seq_len - q_len)[rows])
+    second = query[np.minimum(q_starts + 1, max(len(query) - 1, 0))]
+    # Queries of 3+ ids: the window's second id must equal b[1] (cheap filter first).
+    inner_first = np.ones(len(seq), dtype=bool)
+    inner_first[:-1] = seq[1:] == second[rows[:-1]]
+    inner_first[-1:] = False
+    window &= (q_len[rows] == 2) | inner_first
+    starts = np.flatnonzero(window)
+    if len(starts):
+      r = rows[starts]
+      keep = (_ends_with(ids[starts], first_q[r])
+              & _starts_with(ids[starts + q_len[r] - 1], last_q[r]))
+      starts, r = starts[keep], r[keep]
+      inner = q_len[r] - 2
+      match = np.ones(len(starts), dtype=bool)
+      check = np.flatnonzero(inner > 0)
+      if len(check):
+        match[check] = ragged.row_matches(seq, starts[check] + 1, query,
+                                          q_starts[r[check]] + 1, inner[check])
+      bad[r[match]] = True
     return bad
+
+
+_POWERS_OF_TEN = 10 ** np.arange(19, dtype=np.int64)
+
+
+def _num_digits(values: np.ndarray) -> np.ndarray:
+  """Decimal digits of non-negative ints (0 has one)."""
+  return 1 + (values[:, None] >= _POWERS_OF_TEN[1:11]).sum(axis=1)
+
+
+def _ends_with(values: np.ndarray, suffix: np.ndarray) -> np.ndarray:
+  """str(value).endswith(str(suffix)), elementwise."""
+  d = _num_digits(suffix)
+  return (_num_digits(values) >= d) & (values % _POWERS_OF_TEN[d] == suffix)
+
+
+def _starts_with(values: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+  """str(value).startswith(str(prefix)), elementwise."""
+  extra = _num_digits(values) - _num_digits(prefix)
+  return (extra >= 0) & (values // _POWERS_OF_TEN[np.maximum(extra, 0)] == prefix)
+
+
+def _digits_inside(values: np.ndarray, part: np.ndarray) -> np.ndarray:
+  """str(part) in str(value), elementwise."""
+  d = _num_digits(part)
+  spare = _num_digits(values) - d
+  found = np.zeros(len(values), dtype=bool)
+  for shift in range(int(spare.max(initial=-1)) + 1):
+    found |= (spare >= shift) & ((values // _POWERS_OF_TEN[shift]) % _POWERS_OF_TEN[d] == part)
+  return found
 
 
 class SearchTask(_OccurrenceTask):
