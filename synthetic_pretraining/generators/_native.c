@@ -16,6 +16,8 @@
  *
  * gather_segments: concatenation of many short slices (how rows are assembled from pieces).
  *
+ * distinct_draws: per-row samples without replacement by sequential rejection.
+ *
  * run_labels: the labels step of the Set sampler.
  *
  * shuffle_rows: per-row Fisher-Yates shuffles driven by random words drawn by numpy.
@@ -488,6 +490,83 @@ done:
   return result;
 }
 
+/* ---- distinct draws ---------------------------------------------------------------------- */
+
+/* Row r draws sizes[r] distinct indices in [0, alphabet) by sequential rejection: index =
+ * floor(U * alphabet), U = (word >> 11) / 2**53 from the next word, skipped if the row already
+ * holds it. Returns the number of words used, or -1 if they ran out (ragged.distinct_draws then
+ * appends more words and calls again, which reproduces the same prefix). */
+static int64_t rows_distinct(const int64_t *sizes, Py_ssize_t rows, int64_t alphabet,
+                             const uint64_t *words, int64_t num_words, int64_t *out,
+                             int64_t *set) {
+  int64_t used = 0, written = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    unsigned bits = 4;
+    while (((size_t)1 << bits) < (size_t)(2 * sizes[r])) bits++;
+    size_t mask = ((size_t)1 << bits) - 1;
+    memset(set, 0xff, (mask + 1) * sizeof(int64_t)); /* the set of indices drawn: -1 = empty */
+    for (int64_t have = 0; have < sizes[r];) {
+      if (used == num_words) return -1;
+      int64_t index = (int64_t)((double)(words[used++] >> 11) * 0x1.0p-53 * (double)alphabet);
+      size_t slot = hash_slot((int32_t)index, 64 - bits);
+      while (set[slot] >= 0 && set[slot] != index) slot = (slot + 1) & mask;
+      if (set[slot] < 0) {
+        set[slot] = index;
+        out[written++] = index;
+        have++;
+      }
+    }
+  }
+  return used;
+}
+
+static PyObject *distinct_draws(PyObject *self, PyObject *args) {
+  Py_buffer sizes, words, out;
+  long long alphabet;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "y*Ly*w*", &sizes, &alphabet, &words, &out)) return NULL;
+  PyObject *result = NULL;
+  if (check_buffer(&sizes, 8, "sizes") < 0 || check_buffer(&words, 8, "words") < 0 ||
+      check_buffer(&out, 8, "out") < 0) {
+    goto done;
+  }
+  Py_ssize_t rows = sizes.len / 8;
+  const int64_t *sz = (const int64_t *)sizes.buf;
+  int64_t total = 0, largest = 0;
+  for (Py_ssize_t r = 0; r < rows; r++) {
+    if (sz[r] < 0 || sz[r] > alphabet) {
+      PyErr_Format(PyExc_ValueError, "row %zd: cannot draw %lld distinct ids from %lld", r,
+                   (long long)sz[r], alphabet);
+      goto done;
+    }
+    total += sz[r];
+    if (sz[r] > largest) largest = sz[r];
+  }
+  if (out.len != 8 * total) {
+    PyErr_SetString(PyExc_ValueError, "out must hold sum(sizes) int64 entries");
+    goto done;
+  }
+  size_t capacity = 16;
+  while (capacity < (size_t)(2 * largest)) capacity <<= 1;
+  int64_t *set = (int64_t *)malloc(capacity * sizeof(int64_t));
+  if (set == NULL) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  int64_t used;
+  Py_BEGIN_ALLOW_THREADS
+  used = rows_distinct(sz, rows, alphabet, (const uint64_t *)words.buf, words.len / 8,
+                       (int64_t *)out.buf, set);
+  Py_END_ALLOW_THREADS
+  free(set);
+  result = PyLong_FromLongLong((long long)used);
+done:
+  PyBuffer_Release(&sizes);
+  PyBuffer_Release(&words);
+  PyBuffer_Release(&out);
+  return result;
+}
+
 /* ---- run labels of the Set sampler ------------------------------------------------------- */
 
 /* Row r holds lengths[r] positions; seed[j] marks its k_r >= 1 "seed" positions. Seeds take the
@@ -649,6 +728,10 @@ static PyMethodDef methods[] = {
      "gather_segments(source, starts, lengths, out) -> None\n\n"
      "out = concatenation of source[starts[k]:starts[k] + lengths[k]] over k (int32 source/out,\n"
      "int64 starts/lengths)."},
+    {"distinct_draws", distinct_draws, METH_VARARGS,
+     "distinct_draws(sizes, alphabet, words, out) -> words used, or -1 if too few\n\n"
+     "Row r: sizes[r] distinct indices in [0, alphabet) by sequential rejection, one uint64 word\n"
+     "per draw (see ragged.distinct_draws)."},
     {"run_labels", run_labels, METH_VARARGS,
      "run_labels(lengths, seed, uniform, out) -> total runs\n\n"
      "Run labels of the Set sampler (see simple_unary.SetTask): seeds take their row's labels in\n"

@@ -299,6 +299,56 @@ def balls_in_bins(rng: np.random.Generator, balls: np.ndarray, bins: np.ndarray)
   return np.bincount(labels, minlength=int(bins.sum()))
 
 
+def distinct_draws(rng: np.random.Generator, sizes: np.ndarray, alphabet_size: int,
+                   use_native: bool = True) -> np.ndarray:
+  """Per row r, sizes[r] distinct indices in [0, alphabet_size), uniformly (an ordered sample
+  without replacement), flat.
+
+  Sequential rejection: each draw is floor(U * alphabet_size) from one random 64-bit word
+  (U = (word >> 11) / 2**53), skipped if the row holds it already. Words are drawn in batches; when
+  a batch runs out, more are appended and the rows are drawn again from the start, which
+  reproduces the same draws, so the result depends only on the generator's stream.
+  """
+  sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+  if (sizes > alphabet_size).any() or (sizes < 0).any():
+    raise ValueError(f"cannot draw {int(sizes.max())} distinct ids from {alphabet_size}")
+  out = np.empty(int(sizes.sum()), dtype=np.int64)
+  # Expected draws for a row of size k: alphabet * (H(alphabet) - H(alphabet - k)).
+  k = sizes.astype(np.float64)
+  expected = float(np.sum(alphabet_size * (np.log(alphabet_size + 0.5)
+                                           - np.log(alphabet_size - k + 0.5))))
+  words = rng.bit_generator.random_raw(int(expected * 1.1) + 64)
+  kernels = native.get(use_native)
+  while True:
+    if kernels is not None:
+      used = kernels.distinct_draws(sizes, int(alphabet_size), words, out)
+    else:
+      used = _python_distinct_draws(sizes, int(alphabet_size), words, out)
+    if used >= 0:
+      return out
+    words = np.concatenate([words, rng.bit_generator.random_raw(len(words) // 2 + 64)])
+
+
+def _python_distinct_draws(sizes: np.ndarray, alphabet_size: int, words: np.ndarray,
+                           out: np.ndarray) -> int:
+  """The C kernel's procedure in Python: words used, or -1 if they ran out."""
+  uniform = ((words >> np.uint64(11)).astype(np.float64) * 2.0**-53 * alphabet_size).astype(
+      np.int64).tolist()
+  used = written = 0
+  for size in sizes.tolist():
+    seen = set()
+    while len(seen) < size:
+      if used == len(uniform):
+        return -1
+      index = uniform[used]
+      used += 1
+      if index not in seen:
+        seen.add(index)
+        out[written] = index
+        written += 1
+  return used
+
+
 def random_subset_mask(rng: np.random.Generator, lengths: np.ndarray) -> np.ndarray:
   """Per row of length n: a subset whose size is uniform on 0..n and uniform given its size.
 

@@ -323,34 +323,13 @@ class _SetOperationTask(_BinaryTask):
 
   operation = ""  # One of setops.OPERATIONS.
 
-  def _distinct_pools(self, rng, sizes: np.ndarray) -> np.ndarray:
-    # Re-drawing repeated entries keeps the pool a uniform random subset (the procedure commutes
-    # with any relabelling of the alphabet, and so does the event of being done by a given
-    # round). Each round looks only at the rows that still had a repeat.
-    pools = self.tokens(rng, int(sizes.sum()))
-    starts = ragged.exclusive_cumsum(sizes)
-    rows = np.arange(len(sizes))
-    index = np.arange(len(pools))
-    for _ in range(64):
-      row_sizes = sizes[rows]
-      repeated = ~ragged.first_occurrence_mask(pools[index], row_sizes)
-      if not repeated.any():
-        return pools
-      pools[index[repeated]] = self.tokens(rng, int(repeated.sum()))
-      local_rows = np.repeat(np.arange(len(rows)), row_sizes)
-      rows = rows[np.bincount(local_rows[repeated], minlength=len(rows)) > 0]
-      index = ragged.gather_segments(np.arange(len(pools)), starts[rows], sizes[rows])
-    for r in rows.tolist():  # Tiny alphabets: sample these pools without replacement.
-      pools[starts[r]:starts[r] + sizes[r]] = rng.choice(self.alphabet.ids, sizes[r], replace=False)
-    return pools
-
   def draw_block(self, rng, n):
     lo, hi = self.length_range
     total = self.uniform(rng, lo - 1, hi - 1, n)
     a_len = self.uniform(rng, 0, total)
     b_len = total - a_len
     pool_sizes = total // 2
-    pools = self._distinct_pools(rng, pool_sizes)
+    pools = self.alphabet.ids[ragged.distinct_draws(rng, pool_sizes, self.alphabet.size)]
     pool_starts = ragged.exclusive_cumsum(pool_sizes)
 
     def from_pool(lengths):

@@ -119,3 +119,27 @@ def test_set_run_labels_both_ways():
   with pytest.raises(ValueError, match="row 1 has no seed position"):
     native.module.run_labels(np.array([1, 2]), np.array([1, 0, 0], bool), np.zeros(3),
                              np.empty(3, np.int64))
+
+
+@pytest.mark.parametrize("alphabet", [5, 256, 31998])
+def test_distinct_draws_both_ways(alphabet):
+  sizes = np.random.default_rng(alphabet).integers(0, min(alphabet, 109) + 1, 300)
+  sizes[:3] = [alphabet, 0, 1]  # A full permutation, an empty row, one id.
+  got = ragged.distinct_draws(np.random.default_rng(9), sizes, alphabet)
+  np.testing.assert_array_equal(
+      got, ragged.distinct_draws(np.random.default_rng(9), sizes, alphabet, use_native=False))
+  rows = ragged.split_rows(got, sizes)
+  assert all(len(set(r.tolist())) == len(r) for r in rows)
+  assert got.min() >= 0 and got.max() < alphabet
+  assert sorted(rows[0].tolist()) == list(range(alphabet))
+
+
+def test_distinct_draws_are_uniform():
+  # Ordered pairs of distinct ids from 4: each of the 12 equally likely.
+  got = ragged.distinct_draws(np.random.default_rng(3), np.full(24_000, 2), 4).reshape(-1, 2)
+  counts = np.bincount(got[:, 0] * 4 + got[:, 1], minlength=16)
+  assert (counts[[0, 5, 10, 15]] == 0).all()
+  off_diagonal = np.delete(counts, [0, 5, 10, 15])
+  assert np.abs(off_diagonal / 24_000 - 1 / 12).max() < 0.01
+  with pytest.raises(ValueError, match="cannot draw 5 distinct ids from 4"):
+    ragged.distinct_draws(np.random.default_rng(0), np.array([5]), 4)
