@@ -189,24 +189,10 @@ class LimeTask(SyntheticTask):
 
   # -- drawing ----------------------------------------------------------------------------------
   def _distinct_ids(self, rng: np.random.Generator, m: int) -> np.ndarray:
-    """[m, 68] ids, distinct within each row, uniform over such ordered rows (random.sample).
-
-    Repeated entries are re-drawn until none is left; the procedure commutes with relabelling
-    the alphabet, which acts transitively on distinct rows, so the result is uniform.
-    """
+    """[m, 68] ids, distinct within each row, uniform over such ordered rows (random.sample)."""
     v = self.vocab_count
-    ids = self.alphabet.draw(rng, (m, v))
-    s = np.sort(ids, axis=1)
-    rows = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
-    for _ in range(10_000):
-      if len(rows) == 0:
-        return ids
-      sub = ids[rows].ravel()
-      repeated = ~ragged.first_occurrence_mask(sub, np.full(len(rows), v))
-      sub[repeated] = self.alphabet.draw(rng, int(repeated.sum()))
-      ids[rows] = sub.reshape(len(rows), v)
-      rows = rows[repeated.reshape(len(rows), v).any(axis=1)]  # Rows to check again.
-    raise RuntimeError("could not draw distinct LIME symbols")
+    picks = ragged.distinct_draws(rng, np.full(m, v), self.alphabet.size)
+    return self.alphabet.ids[picks].reshape(m, v)
 
   def _draw(self, rng: np.random.Generator, m: int) -> dict[str, np.ndarray]:
     """m candidate examples: all pieces as padded per-row arrays."""
