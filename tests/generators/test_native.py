@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
+from synthetic_pretraining.generators import base
 from synthetic_pretraining.generators import native
 from synthetic_pretraining.generators import ragged
+from synthetic_pretraining.generators import registry
 from synthetic_pretraining.generators import simple_unary
+from synthetic_pretraining.vocab_spec import VocabSpec
 
 
 def _rows(seed, num_rows, max_len, high):
@@ -143,3 +146,23 @@ def test_distinct_draws_are_uniform():
   assert np.abs(off_diagonal / 24_000 - 1 / 12).max() < 0.01
   with pytest.raises(ValueError, match="cannot draw 5 distinct ids from 4"):
     ragged.distinct_draws(np.random.default_rng(0), np.array([5]), 4)
+
+
+@pytest.mark.parametrize("name", registry.TASK_NAMES)
+def test_every_task_is_the_same_without_the_kernels(name, monkeypatch):
+  spec = VocabSpec.byte()
+  with_kernels = base.generate_ragged_block(registry.get_task(name, spec), 4, 1, 2)
+  monkeypatch.setattr(native, "module", None)
+  monkeypatch.setattr(native, "_warned", True)  # The one-time warning is tested below.
+  without = base.generate_ragged_block(registry.get_task(name, spec), 4, 1, 2)
+  for got, want in zip(without, with_kernels):
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.lengths, want.lengths)
+
+
+def test_missing_kernels_warn_once(monkeypatch):
+  monkeypatch.setattr(native, "module", None)
+  monkeypatch.setattr(native, "_warned", False)
+  with pytest.warns(UserWarning, match="_native is not built"):
+    assert native.get() is None
+  assert native.get() is None and native.get(enabled=False) is None
