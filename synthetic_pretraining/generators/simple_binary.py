@@ -333,9 +333,11 @@ class _SetOperationTask(_BinaryTask):
     pool_starts = ragged.exclusive_cumsum(pool_sizes)
 
     def from_pool(lengths):
-      rows = np.repeat(np.arange(n), lengths)
-      picks = (rng.random(len(rows)) * pool_sizes[rows]).astype(np.int64)
-      return Ragged(pools[pool_starts[rows] + picks], lengths)
+      scaled = rng.random(int(lengths.sum()))
+      scaled *= np.repeat(pool_sizes, lengths)
+      picks = scaled.astype(np.int64)
+      picks += np.repeat(pool_starts, lengths)
+      return Ragged(pools[picks], lengths)
 
     a, b = from_pool(a_len), from_pool(b_len)
     return (a, b), setops.set_operation_rows(self.operation, a, b)
