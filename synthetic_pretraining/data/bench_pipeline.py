@@ -7,12 +7,15 @@
 For each vocabulary it prints, side by side:
   generator        `generate_block` in a Python loop (no TensorFlow)
   source           the tf.data source alone (block → ragged rows → unbatch)
-  memory+convert   the same task pipeline + EncDecFeatureConverter fed from examples held in
+  memory+convert   the same task pipeline + feature converter fed from examples held in
                    memory: what SeqIO and the converter cost without any generation
-  stream+convert   the full pipeline: seqio.get_dataset(task, lengths, EncDecFeatureConverter,
-                   batch_size) — what a trainer sees
-for the converter unpacked and packed (packed: examples/s counts the packed examples; rows/s the
-batch rows), and the ratio stream/memory (1.0 = generation costs nothing extra).
+  stream+convert   the full pipeline: seqio.get_dataset(task, lengths, converter, batch_size)
+                   — what a trainer sees
+for two converters, seqio's EncDecFeatureConverter ("seqio") and our vectorised
+BatchedEncDecFeatureConverter ("batched", same output), unpacked and packed (packed: examples/s
+counts the packed examples; rows/s the batch rows), with the ratios batched/seqio and
+stream/memory (1.0 = generation costs nothing extra). The two converters are measured
+alternately in one run, so machine load affects both alike.
 
 `byte` is seqio.ByteVocabulary (100 extra ids); `t5like` streams ids of T5's size (symbols
 2..31999, 32100 ids, task names and numbers encoded as bytes+3) with a pass-through seqio
@@ -31,6 +34,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from synthetic_pretraining.data import feature_converters
 from synthetic_pretraining.data import synthetic_sources
 from synthetic_pretraining.generators import base
 from synthetic_pretraining.vocab_spec import VocabSpec
@@ -93,10 +97,16 @@ def _rate(next_batch: Callable[[], Sequence[int]], seconds: float,
   return totals / (time.perf_counter() - start)
 
 
-def _converted_rate(task: seqio.Task, lengths, batch_size: int, pack: bool,
+CONVERTERS = {
+    "seqio": seqio.EncDecFeatureConverter,
+    "batched": feature_converters.BatchedEncDecFeatureConverter,
+}
+
+
+def _converted_rate(task: seqio.Task, lengths, batch_size: int, converter: str, pack: bool,
                     seconds: float) -> tuple[float, float]:
-  """(examples/s, rows/s) through get_dataset + EncDecFeatureConverter, batched."""
-  ds = seqio.get_dataset(task, lengths, seqio.EncDecFeatureConverter(pack=pack),
+  """(examples/s, rows/s) through get_dataset + the named converter, batched."""
+  ds = seqio.get_dataset(task, lengths, CONVERTERS[converter](pack=pack),
                          dataset_split="train", shuffle=True, seed=0, batch_size=batch_size)
   iterator = ds.as_numpy_iterator()
 
@@ -133,15 +143,24 @@ def bench(task_id: str, vocab_name: str, lengths, batch_size: int, seconds: floa
   lines.append(f"  source           {source_rate:>10,.0f} examples/s")
   memory = _MemorySource(base.generate_block(generator, 0, 0, 10**6)
                          + base.generate_block(generator, 0, 0, 10**6 + 1))
+  tasks = {"memory": _task(f"bench_mem_{task_id}", memory, vocabulary),
+           "stream": _task(f"bench_{task_id}", source, vocabulary)}
   for pack in (False, True):
     label = "packed" if pack else "unpacked"
-    mem, _ = _converted_rate(_task(f"bench_mem_{task_id}", memory, vocabulary), lengths,
-                             batch_size, pack, seconds)
-    stream, rows = _converted_rate(_task(f"bench_{task_id}", source, vocabulary), lengths,
-                                   batch_size, pack, seconds)
-    lines.append(f"  memory+convert   {mem:>10,.0f} examples/s  ({label})")
-    lines.append(f"  stream+convert   {stream:>10,.0f} examples/s  ({label}; {rows:,.0f} rows/s; "
-                 f"stream/memory = {stream / mem:.2f})")
+    rates = {}
+    for where in ("memory", "stream"):
+      for converter in CONVERTERS:
+        rates[where, converter] = _converted_rate(tasks[where], lengths, batch_size, converter,
+                                                  pack, seconds)
+    for where in ("memory", "stream"):
+      (seqio_rate, _), (batched_rate, batched_rows) = (rates[where, c] for c in CONVERTERS)
+      line = (f"  {where}+convert   seqio {seqio_rate:>9,.0f}  batched {batched_rate:>9,.0f} "
+              f"examples/s  batched/seqio = {batched_rate / seqio_rate:.2f}  ({label}")
+      if where == "stream":
+        line += (f"; batched {batched_rows:,.0f} rows/s; stream/memory: seqio "
+                 f"{seqio_rate / rates['memory', 'seqio'][0]:.2f}, batched "
+                 f"{batched_rate / rates['memory', 'batched'][0]:.2f}")
+      lines.append(line + ")")
   return lines
 
 

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import seqio
 
+from synthetic_pretraining.train import data_input
 from synthetic_pretraining.train import metrics_io
 
 
@@ -48,7 +49,7 @@ class InferenceEvaluator:
       loggers = [_example_logger(self.write_n_results)] if jax.process_index() == 0 else []
       self._evaluators[model_dir] = seqio.Evaluator(
           mixture_or_task_name=self.name,
-          feature_converter=seqio.EncDecFeatureConverter(pack=False), eval_split=self.split,
+          feature_converter=data_input.feature_converter(pack=False), eval_split=self.split,
           use_cached=False, seed=self.seed, sequence_length=self.lengths,
           num_examples=self.num_examples, shuffle=False, logger_cls=loggers, log_dir=log_dir)
     return self._evaluators[model_dir]
@@ -119,7 +120,7 @@ def evaluate(*, model_config=gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
   """Evaluates one checkpoint: teacher-forced accuracy on `eval_split` and, if given, decoding."""
   # pylint: disable=g-import-not-at-top
   import optax
-  from synthetic_pretraining.train import checkpoints, data_input, partitioning
+  from synthetic_pretraining.train import checkpoints, partitioning
   from synthetic_pretraining.train import loop, trainer as trainer_lib
   partitioning.maybe_initialize_distributed()
   data_input.import_task_modules(mixture_or_task_module)
