@@ -14,8 +14,8 @@ For each vocabulary it prints, side by side:
 for two converters, seqio's EncDecFeatureConverter ("seqio") and our vectorised
 BatchedEncDecFeatureConverter ("batched", same output), unpacked and packed (packed: examples/s
 counts the packed examples; rows/s the batch rows), with the ratios batched/seqio and
-stream/memory (1.0 = generation costs nothing extra). The two converters are measured
-alternately in one run, so machine load affects both alike.
+stream/memory (1.0 = generation costs nothing extra). Both converters are measured one after
+the other in the same run; on a shared machine repeat the run and compare the ratios.
 
 `byte` is seqio.ByteVocabulary (100 extra ids); `t5like` streams ids of T5's size (symbols
 2..31999, 32100 ids, task names and numbers encoded as bytes+3) with a pass-through seqio

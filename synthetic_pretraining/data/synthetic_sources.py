@@ -25,9 +25,12 @@ sources (nesting_language) emit just `targets`; the task's preprocessors build t
 Speed: Python is entered once per 256-example block (a stateless `tf.numpy_function` mapped over
 block indices, in parallel), which returns flat id arrays + row lengths; TF turns them into ragged
 rows and unbatches — no per-example Python→TF crossing. `pipeline_options()` (map fusion,
-single-threaded ops) is set on the source and merged by tf.data into the whole SeqIO pipeline.
+single-threaded ops, a private thread pool) is set on the source and merged by tf.data into the
+whole SeqIO pipeline. With `feature_converters.BatchedEncDecFeatureConverter` the Task's own
+per-example map is the pipeline's only per-example function.
 `python -m synthetic_pretraining.data.bench_pipeline` prints the figures. An exit guard stops
-block generation when the interpreter exits, so a process left holding a live iterator still ends.
+block generation when the interpreter exits (the stream ends), so a process left holding a live
+iterator still ends.
 
 Files (`SyntheticFileSource`): `<data_dir>/<paper id>/{train,valid}.txt` as written by
 `synthetic-pretraining generate`, one `[ids]\\t[ids]` line per example (targets-only tasks: the
