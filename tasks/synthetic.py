@@ -9,6 +9,7 @@ import seqio
 from t5.data import preprocessors as t5_preprocessors
 import tensorflow as tf
 
+from synthetic_pretraining.data import preprocessors as sp_preprocessors
 from synthetic_pretraining.data import synthetic_sources
 from synthetic_pretraining.data import vocab as vocab_lib
 from synthetic_pretraining.generators import registry
@@ -35,7 +36,7 @@ def _span_corruption() -> list:
   # T5 defaults, as the release's nesting_language task: density 0.15, mean span 3.
   return [functools.partial(t5_preprocessors.span_corruption, noise_density=0.15,
                             mean_noise_span_length=3.0),
-          seqio.preprocessors.append_eos_after_trim]
+          sp_preprocessors.append_eos_after_trim]
 
 
 def _replace_task(name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary,
@@ -66,8 +67,9 @@ def register_synthetic_tasks(vocabulary: seqio.Vocabulary,
   names = []
   for task_id in SIMPLE_TASKS + LIME_TASKS + registry.OTHER_TASK_NAMES:
     targets_only = task_id in SPAN_CORRUPTION_TASKS
+    # EOS is appended batch-wise (same output as seqio's per-example append_eos_after_trim).
     preprocessors = (_span_corruption() if targets_only
-                     else [seqio.preprocessors.append_eos_after_trim])
+                     else [sp_preprocessors.append_eos_after_trim])
     stream = synthetic_sources.SyntheticStreamSource(
         functools.partial(synthetic_sources.build_generator, task_id), spec_fn,
         targets_only=targets_only)

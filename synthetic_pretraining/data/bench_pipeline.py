@@ -5,17 +5,20 @@
     (or python -m synthetic_pretraining.data.bench_pipeline …)
 
 For each vocabulary it prints, side by side:
-  generator        `generate_block` in a Python loop (no TensorFlow)
+  generator        `generate_ragged_block` in a Python loop (no TensorFlow)
   source           the tf.data source alone (block → ragged rows → unbatch)
   memory+convert   the same task pipeline + feature converter fed from examples held in
                    memory: what SeqIO and the converter cost without any generation
   stream+convert   the full pipeline: seqio.get_dataset(task, lengths, converter, batch_size)
                    — what a trainer sees
-for two converters, seqio's EncDecFeatureConverter ("seqio") and our vectorised
-BatchedEncDecFeatureConverter ("batched", same output), unpacked and packed (packed: examples/s
-counts the packed examples; rows/s the batch rows), with the ratios batched/seqio and
-stream/memory (1.0 = generation costs nothing extra). Both converters are measured one after
-the other in the same run; on a shared machine repeat the run and compare the ratios.
+for two pipelines that give the same batches: "seqio" = the Task with seqio's per-example
+append_eos_after_trim + seqio's EncDecFeatureConverter, and "ours" = the Task as registered in
+tasks/ (the batched append_eos_after_trim of data/preprocessors.py, after which seqio's
+per-example trim map is skipped as a no-op) + our vectorised BatchedEncDecFeatureConverter (what
+the trainer, train/data_input.py, uses); unpacked and packed (packed: examples/s
+counts the packed examples; rows/s the batch rows), with the ratios ours/seqio and stream/memory
+(1.0 = generation costs nothing extra). Both pipelines are measured one after the other in the
+same run; on a shared machine repeat the run and compare the ratios.
 
 `byte` is seqio.ByteVocabulary (100 extra ids); `t5like` streams ids of T5's size (symbols
 2..31999, 32100 ids, task names and numbers encoded as bytes+3) with a pass-through seqio
@@ -35,6 +38,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining.data import feature_converters
+from synthetic_pretraining.data import preprocessors as sp_preprocessors
 from synthetic_pretraining.data import synthetic_sources
 from synthetic_pretraining.generators import base
 from synthetic_pretraining.vocab_spec import VocabSpec
@@ -54,12 +58,13 @@ def vocabularies(name: str) -> tuple[seqio.Vocabulary, VocabSpec]:
   raise ValueError(f"--vocab: expected byte, t5like or both, got {name!r}")
 
 
-def _task(name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary) -> seqio.Task:
+def _task(name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary,
+          eos_preprocessor) -> seqio.Task:
   features = {k: seqio.Feature(vocabulary=vocabulary, add_eos=True, dtype=tf.int32)
               for k in ("inputs", "targets")}
+  seqio.TaskRegistry.remove(name)
   return seqio.Task(name, source=source, output_features=features,
-                    preprocessors=[seqio.preprocessors.append_eos_after_trim],
-                    shuffle_buffer_size=None)
+                    preprocessors=[eos_preprocessor], shuffle_buffer_size=None)
 
 
 class _MemorySource(seqio.DataSource):
@@ -97,17 +102,21 @@ def _rate(next_batch: Callable[[], Sequence[int]], seconds: float,
   return totals / (time.perf_counter() - start)
 
 
-CONVERTERS = {
-    "seqio": seqio.EncDecFeatureConverter,
-    "batched": feature_converters.BatchedEncDecFeatureConverter,
+# name: (the Task's EOS preprocessor, the feature converter class)
+PIPELINES = {
+    "seqio": (seqio.preprocessors.append_eos_after_trim, seqio.EncDecFeatureConverter),
+    "ours": (sp_preprocessors.append_eos_after_trim,
+             feature_converters.BatchedEncDecFeatureConverter),
 }
 
 
-def _converted_rate(task: seqio.Task, lengths, batch_size: int, converter: str, pack: bool,
+def _converted_rate(task: seqio.Task, lengths, batch_size: int, converter_cls, pack: bool,
                     seconds: float) -> tuple[float, float]:
-  """(examples/s, rows/s) through get_dataset + the named converter, batched."""
-  ds = seqio.get_dataset(task, lengths, CONVERTERS[converter](pack=pack),
-                         dataset_split="train", shuffle=True, seed=0, batch_size=batch_size)
+  """(examples/s, rows/s) through get_dataset + the converter, batched."""
+  # As the trainer (train/data_input.py): seqio's trim map only where it is not a no-op.
+  ds = seqio.get_dataset(task, lengths, converter_cls(pack=pack),
+                         dataset_split="train", shuffle=True, seed=0, batch_size=batch_size,
+                         trim_output_features=not sp_preprocessors.output_is_trimmed(task))
   iterator = ds.as_numpy_iterator()
 
   def next_batch() -> tuple[int, int]:
@@ -130,7 +139,7 @@ def bench(task_id: str, vocab_name: str, lengths, batch_size: int, seconds: floa
 
   def gen_block() -> int:
     block[0] += 1
-    return len(base.generate_block(generator, 0, 0, block[0]))
+    return base.generate_ragged_block(generator, 0, 0, block[0])[1].num_rows
 
   lines = [f"[{vocab_name}] task={task_id} lengths={lengths['inputs']}/{lengths['targets']} "
            f"batch={batch_size}"]
@@ -143,23 +152,23 @@ def bench(task_id: str, vocab_name: str, lengths, batch_size: int, seconds: floa
   lines.append(f"  source           {source_rate:>10,.0f} examples/s")
   memory = _MemorySource(base.generate_block(generator, 0, 0, 10**6)
                          + base.generate_block(generator, 0, 0, 10**6 + 1))
-  tasks = {"memory": _task(f"bench_mem_{task_id}", memory, vocabulary),
-           "stream": _task(f"bench_{task_id}", source, vocabulary)}
+  sources = {"memory": memory, "stream": source}
   for pack in (False, True):
     label = "packed" if pack else "unpacked"
     rates = {}
     for where in ("memory", "stream"):
-      for converter in CONVERTERS:
-        rates[where, converter] = _converted_rate(tasks[where], lengths, batch_size, converter,
-                                                  pack, seconds)
+      for name, (eos, converter_cls) in PIPELINES.items():
+        task = _task(f"bench_{where}_{name}_{task_id}", sources[where], vocabulary, eos)
+        rates[where, name] = _converted_rate(task, lengths, batch_size, converter_cls, pack,
+                                             seconds)
     for where in ("memory", "stream"):
-      (seqio_rate, _), (batched_rate, batched_rows) = (rates[where, c] for c in CONVERTERS)
-      line = (f"  {where}+convert   seqio {seqio_rate:>9,.0f}  batched {batched_rate:>9,.0f} "
-              f"examples/s  batched/seqio = {batched_rate / seqio_rate:.2f}  ({label}")
+      (seqio_rate, _), (ours_rate, ours_rows) = (rates[where, name] for name in PIPELINES)
+      line = (f"  {where}+convert   seqio {seqio_rate:>9,.0f}  ours {ours_rate:>9,.0f} "
+              f"examples/s  ours/seqio = {ours_rate / seqio_rate:.2f}  ({label}")
       if where == "stream":
-        line += (f"; batched {batched_rows:,.0f} rows/s; stream/memory: seqio "
-                 f"{seqio_rate / rates['memory', 'seqio'][0]:.2f}, batched "
-                 f"{batched_rate / rates['memory', 'batched'][0]:.2f}")
+        line += (f"; ours {ours_rows:,.0f} rows/s; stream/memory: seqio "
+                 f"{seqio_rate / rates['memory', 'seqio'][0]:.2f}, ours "
+                 f"{ours_rate / rates['memory', 'ours'][0]:.2f}")
       lines.append(line + ")")
   return lines
 

@@ -226,15 +226,20 @@ class BatchedEncDecFeatureConverter(seqio.EncDecFeatureConverter):
       if spec[key].shape.rank != 1:
         raise ValueError(f"Dataset has incorrect rank for feature '{key}' during "
                          f"input_validation validation: Got {spec[key].shape.rank}, expected 1")
-    if not all(isinstance(s, tf.TensorSpec) for s in spec.values()):
-      # padded_batch takes dense features only: select (and densify) the task features per
-      # example. Otherwise the extras are padded too and dropped per batch, with no per-example
-      # function at all.
-      ds = ds.map(lambda ex: {k: _dense(ex[k]) for k in _FEATURES},
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # Packing works on seqio's windows of max(lengths) examples, so that rows are the same.
     window = max(lengths.values()) if self.pack else self.batch_size
-    ds = ds.padded_batch(window)
+    specs = tf.nest.flatten(spec)
+    if all(isinstance(s, tf.TensorSpec) for s in specs):
+      ds = ds.padded_batch(window)  # Extras are padded too and dropped per batch.
+    elif all(isinstance(s, tf.RaggedTensorSpec) or s.shape.is_fully_defined() for s in specs):
+      # Ragged features (e.g. the streamed sources' rows) batch natively; padded per batch.
+      ds = ds.batch(window).map(lambda b: {k: _dense(b[k]) for k in _FEATURES},
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+      # Mixed dense and ragged: padded_batch takes dense features only, so select (and densify)
+      # the task features per example.
+      ds = ds.map(lambda ex: {k: _dense(ex[k]) for k in _FEATURES},
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).padded_batch(window)
     if self.pack:
       convert = lambda batch: self._convert_packed(batch, lengths, window)
     else:

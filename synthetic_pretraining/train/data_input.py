@@ -18,6 +18,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining.data import feature_converters
+from synthetic_pretraining.data import preprocessors as sp_preprocessors
 
 
 def import_task_modules(modules: str | list[str] | tuple[str, ...] | None) -> None:
@@ -66,12 +67,15 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
   Each process reads shard `process_index` of `process_count`; with a fixed seed the order is
   deterministic, and `skip_batches` resumes a stream where a checkpointed run left it.
   """
-  get_mixture_or_task(mixture_or_task_name)
+  task = get_mixture_or_task(mixture_or_task_name)
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
   ds = seqio.get_dataset(
       mixture_or_task_name, task_feature_lengths=dict(task_feature_lengths),
       dataset_split=split, shuffle=shuffle, num_epochs=num_epochs, seed=seed, shard_info=shard,
-      use_cached=False, feature_converter=feature_converter(pack))
+      use_cached=False, feature_converter=feature_converter(pack),
+      # Tasks that end in our batched append_eos_after_trim are cut to length already; skipping
+      # seqio's per-example trim map then changes nothing but the speed.
+      trim_output_features=not sp_preprocessors.output_is_trimmed(task))
   ds = ds.batch(host_batch_size(global_batch_size), drop_remainder=True)
   if skip_batches:
     ds = ds.skip(skip_batches)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import seqio
 
+from synthetic_pretraining.data import feature_converters as fc
+from synthetic_pretraining.data import preprocessors as sp_preprocessors
 from synthetic_pretraining.data import synthetic_sources as ss
 from synthetic_pretraining.data import vocab
 from synthetic_pretraining.generators import base
@@ -234,3 +236,48 @@ def test_import_from_installed_copy(tmp_path):
   assert set(registry.TASK_NAMES) <= names and "natural_span_corruption" in names
   assert {"lime", "simple_tasks_all"} <= set(lines["MIXTURES"].split())
   assert "STREAMED" in result.stdout
+
+
+def _plain_seqio_twin(task: seqio.Task) -> seqio.Task:
+  """The same task with seqio's per-example append_eos_after_trim as its last preprocessor."""
+  name = f"plain_seqio_{task.name}"
+  seqio.TaskRegistry.remove(name)
+  return seqio.TaskRegistry.add(
+      name, source=task.source, output_features=task.output_features,
+      preprocessors=list(task.preprocessors[:-1]) + [seqio.preprocessors.append_eos_after_trim],
+      shuffle_buffer_size=None)
+
+
+@pytest.mark.parametrize("name", ["set", "deduct", "nesting_language", "lime"])
+@pytest.mark.parametrize("pack", [False, True])
+def test_registered_pipeline_equals_plain_seqio(sp_tasks, name, pack):
+  # What the trainer runs (batched EOS, seqio's trim skipped, batched converter) gives the same
+  # batches as plain seqio (per-example EOS and trim, seqio's converter). Short lengths truncate.
+  lengths = {"inputs": 48, "targets": 40}
+  ours_task = seqio.get_mixture_or_task(name)
+  assert sp_preprocessors.output_is_trimmed(ours_task)
+  if isinstance(ours_task, seqio.Mixture):
+    twins = [_plain_seqio_twin(t) for t in ours_task.tasks]
+    seqio.MixtureRegistry.remove("plain_seqio_" + name)
+    plain_task = seqio.MixtureRegistry.add("plain_seqio_" + name, [t.name for t in twins],
+                                           default_rate=1.0)
+  else:
+    plain_task = _plain_seqio_twin(ours_task)
+  kwargs = dict(dataset_split="validation", shuffle=False, seed=3, batch_size=BATCH)
+  ours = seqio.get_dataset(ours_task, lengths, fc.BatchedEncDecFeatureConverter(pack=pack),
+                           trim_output_features=False, **kwargs)
+  plain = seqio.get_dataset(plain_task, lengths, seqio.EncDecFeatureConverter(pack=pack), **kwargs)
+  compared = 0
+  for got, want in zip(ours.take(40).as_numpy_iterator(), plain.take(40).as_numpy_iterator()):
+    assert list(got) == list(want)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    compared += 1
+  assert compared == 40
+
+
+def test_output_is_trimmed_only_for_tasks_ending_in_the_batched_eos(sp_tasks):
+  for name in ("set", "nesting_language", "lime", "simple_tasks_all", "set_files"):
+    assert sp_preprocessors.output_is_trimmed(seqio.get_mixture_or_task(name)), name
+  for name in ("code_translation", "natural_span_corruption"):
+    assert not sp_preprocessors.output_is_trimmed(seqio.get_mixture_or_task(name)), name
