@@ -10,13 +10,15 @@ Streaming (`SyntheticStreamSource`): examples come from `generators.base`, addre
   drawn from the reserved seed `VALIDATION_SEED`, independent of the training seed, so every run of
   a task is validated on the same examples. Its 256-example blocks are dealt round-robin to the
   seqio shards, so shards partition the set.
-* resume: `start_index` (argument of `get_dataset`, or gin `stream_settings.start_index`) starts the
+* resume: `start_index` (argument of `get_dataset`, `train_streams_start_at(index)` around the
+  dataset's construction, or gin `stream_settings.start_index`) starts the
   train stream of every shard at that example index, by block arithmetic (nothing generated and
-  discarded but the part of one block). With one task and no packing a resumed run passes
-  `step * per_shard_batch_size` and sees exactly the examples it would have seen. Packing and
-  mixtures consume a data-dependent number of examples per step: there, checkpoint the tf.data
-  iterator (the pipeline is checkpointable: block generation is a stateless function of the block
-  index), or pass an upper bound on the consumed count, which skips ahead and never repeats data.
+  discarded but the part of one block). With one task and no packing a resumed run starts at
+  `step * per_shard_batch_size` and sees exactly the examples it would have seen; the trainer does
+  this itself (`train.data_input.resumes_by_index`). Packing, mixtures and span corruption
+  consume a data-dependent number of examples per step: there the trainer skips the batches it
+  has seen (exact, but it regenerates them), or checkpoint the tf.data iterator (block generation
+  is a stateless function of the block index).
 
 Generators come from `generators.registry.get_task(paper id, spec, **knobs)`, the knobs from gin
 `generator_knobs.knobs` (e.g. {"set": {"length_range": (10, 50)}} for small CPU runs). Targets-only
@@ -45,6 +47,8 @@ buffer mixes them.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import dataclasses
 import os
 import sys
@@ -92,6 +96,26 @@ def stream_settings(start_index: int = 0, default_seed: int = 0) -> StreamSettin
   if start_index < 0:
     raise ValueError(f"stream_settings.start_index must be >= 0, got {start_index}")
   return StreamSettings(start_index=start_index, default_seed=default_seed)
+
+
+_START_OVERRIDE: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar(
+    "synthetic_stream_start", default=None)
+
+
+@contextlib.contextmanager
+def train_streams_start_at(index: int):
+  """Within the block, train streams built (get_dataset) start at example `index` of their shard.
+
+  Takes precedence over gin `stream_settings.start_index`; an explicit `start_index` argument
+  still wins. Used by the trainer to resume a streamed task without regenerating what it skips.
+  """
+  if index < 0:
+    raise ValueError(f"start index must be >= 0, got {index}")
+  token = _START_OVERRIDE.set(int(index))
+  try:
+    yield
+  finally:
+    _START_OVERRIDE.reset(token)
 
 
 @gin.configurable(module="synthetic_pretraining")
@@ -255,6 +279,8 @@ class SyntheticStreamSource(seqio.DataSource):
       seed = settings.default_seed if seed is None else int(seed)
       if not 0 <= seed < VALIDATION_SEED:
         raise ValueError(f"stream seed must be in [0, {VALIDATION_SEED}), got {seed}")
+      if start_index is None:
+        start_index = _START_OVERRIDE.get()
       start = settings.start_index if start_index is None else int(start_index)
       if start < 0:
         raise ValueError(f"start_index must be >= 0, got {start}")

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from synthetic_pretraining.data import feature_converters
 from synthetic_pretraining.data import preprocessors as sp_preprocessors
+from synthetic_pretraining.data import synthetic_sources
 
 
 def import_task_modules(modules: str | list[str] | tuple[str, ...] | None) -> None:
@@ -69,17 +70,35 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
   """
   task = get_mixture_or_task(mixture_or_task_name)
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
-  ds = seqio.get_dataset(
-      mixture_or_task_name, task_feature_lengths=dict(task_feature_lengths),
-      dataset_split=split, shuffle=shuffle, num_epochs=num_epochs, seed=seed, shard_info=shard,
-      use_cached=False, feature_converter=feature_converter(pack),
-      # Tasks that end in our batched append_eos_after_trim are cut to length already; skipping
-      # seqio's per-example trim map then changes nothing but the speed.
-      trim_output_features=not sp_preprocessors.output_is_trimmed(task))
-  ds = ds.batch(host_batch_size(global_batch_size), drop_remainder=True)
-  if skip_batches:
-    ds = ds.skip(skip_batches)
+  batch_size = host_batch_size(global_batch_size)
+  jump = skip_batches and resumes_by_index(task, split, pack)
+  start = batch_size * skip_batches if jump else 0
+  with synthetic_sources.train_streams_start_at(start):
+    ds = seqio.get_dataset(
+        mixture_or_task_name, task_feature_lengths=dict(task_feature_lengths),
+        dataset_split=split, shuffle=shuffle, num_epochs=num_epochs, seed=seed, shard_info=shard,
+        use_cached=False, feature_converter=feature_converter(pack),
+        # Tasks that end in our batched append_eos_after_trim are cut to length already; skipping
+        # seqio's per-example trim map then changes nothing but the speed.
+        trim_output_features=not sp_preprocessors.output_is_trimmed(task))
+  ds = ds.batch(batch_size, drop_remainder=True)
+  if skip_batches and not jump:
+    ds = ds.skip(skip_batches)  # Exact, but regenerates what it skips.
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def resumes_by_index(task: seqio.Task | seqio.Mixture, split: str, pack: bool) -> bool:
+  """Whether a resumed `split` can start the streams at step * batch size instead of skipping.
+
+  True for one streamed synthetic Task, unpacked, whose only preprocessor is the 1:1 batched
+  append_eos_after_trim and which does not shuffle: then every batch row is the next example of
+  this host's stream, so batch k starts at example k * host batch size exactly. (Packing, mixtures
+  and span corruption use a data-dependent number of examples per batch: they skip batches.)
+  """
+  return (isinstance(task, seqio.Task) and split == "train" and not pack
+          and isinstance(task.source, synthetic_sources.SyntheticStreamSource)
+          and len(task.preprocessors) == 1 and sp_preprocessors.output_is_trimmed(task)
+          and task.shuffle_buffer_size is None)
 
 
 def as_numpy(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:

@@ -20,6 +20,7 @@ from synthetic_pretraining.data import vocab
 from synthetic_pretraining.generators import base
 from synthetic_pretraining.generators import cli as generate_cli
 from synthetic_pretraining.generators import registry
+from synthetic_pretraining.train import data_input
 from synthetic_pretraining.vocab_spec import VocabSpec
 from tests.conftest import REPO_ROOT
 
@@ -281,3 +282,34 @@ def test_output_is_trimmed_only_for_tasks_ending_in_the_batched_eos(sp_tasks):
     assert sp_preprocessors.output_is_trimmed(seqio.get_mixture_or_task(name)), name
   for name in ("code_translation", "natural_span_corruption"):
     assert not sp_preprocessors.output_is_trimmed(seqio.get_mixture_or_task(name)), name
+
+
+@pytest.mark.parametrize("name,pack,jumps", [("set", False, True), ("set", True, False),
+                                             ("lime", False, False),
+                                             ("nesting_language", False, False)])
+def test_resumed_training_data_equals_the_tail(sp_tasks, name, pack, jumps):
+  del sp_tasks
+  assert data_input.resumes_by_index(seqio.get_mixture_or_task(name), "train", pack) == jumps
+  kwargs = dict(task_feature_lengths=LENGTHS, split="train", global_batch_size=BATCH,
+                shuffle=True, seed=5, pack=pack, num_epochs=None)
+  full = list(data_input.get_dataset(name, **kwargs).take(6).as_numpy_iterator())
+  resumed = list(data_input.get_dataset(name, skip_batches=4, **kwargs).take(2).as_numpy_iterator())
+  for got, want in zip(resumed, full[4:], strict=True):
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_resume_jumps_without_regenerating(sp_tasks):
+  # A million batches in: skipping would regenerate 4 million examples; the jump starts the
+  # stream at example 4,000,000 directly (the generator's examples at that index, with EOS).
+  del sp_tasks
+  skip = 10**6
+  batch = next(data_input.get_dataset(
+      "set", task_feature_lengths={"inputs": 512, "targets": 512}, split="train",
+      global_batch_size=BATCH, shuffle=True, seed=5, pack=False, num_epochs=None,
+      skip_batches=skip).as_numpy_iterator())
+  generator = registry.get_task("set", VocabSpec.byte())
+  for row in range(BATCH):
+    inputs, targets = base.example_at(generator, 5, 0, skip * BATCH + row)
+    assert batch["encoder_input_tokens"][row, :len(inputs) + 1].tolist() == inputs.tolist() + [1]
+    assert batch["decoder_target_tokens"][row, :len(targets) + 1].tolist() == targets.tolist() + [1]
