@@ -413,8 +413,13 @@ static int rows_representatives(const int32_t *values, const int64_t *lengths, P
   return 0;
 }
 
-static int parse_rows(Py_buffer *values, Py_buffer *lengths, Py_ssize_t *rows) {
-  if (check_buffer(values, 4, "values") < 0 || check_buffer(lengths, 8, "lengths") < 0) return -1;
+/* Checks that `lengths` (int64, one per row) are >= 0 and sum to the number of `itemsize`-byte
+ * entries of `values`; sets *rows. */
+static int parse_rows_of(Py_buffer *values, Py_ssize_t itemsize, const char *name,
+                         Py_buffer *lengths, Py_ssize_t *rows) {
+  if (check_buffer(values, itemsize, name) < 0 || check_buffer(lengths, 8, "lengths") < 0) {
+    return -1;
+  }
   const int64_t *l = (const int64_t *)lengths->buf;
   *rows = lengths->len / 8;
   int64_t total = 0;
@@ -425,12 +430,16 @@ static int parse_rows(Py_buffer *values, Py_buffer *lengths, Py_ssize_t *rows) {
     }
     total += l[r];
   }
-  if (total != values->len / 4) {
-    PyErr_Format(PyExc_ValueError, "lengths sum to %lld but there are %zd values",
-                 (long long)total, values->len / 4);
+  if (total != values->len / itemsize) {
+    PyErr_Format(PyExc_ValueError, "lengths sum to %lld but there are %zd %s",
+                 (long long)total, values->len / itemsize, name);
     return -1;
   }
   return 0;
+}
+
+static int parse_rows(Py_buffer *values, Py_buffer *lengths, Py_ssize_t *rows) {
+  return parse_rows_of(values, 4, "values", lengths, rows);
 }
 
 static PyObject *group_representatives(PyObject *self, PyObject *args) {
@@ -577,19 +586,14 @@ static PyObject *run_labels(PyObject *self, PyObject *args) {
   (void)self;
   if (!PyArg_ParseTuple(args, "y*y*y*w*", &lengths, &seed, &uniform, &out)) return NULL;
   PyObject *result = NULL;
-  if (check_buffer(&lengths, 8, "lengths") < 0 || check_buffer(&uniform, 8, "uniform") < 0 ||
-      check_buffer(&out, 8, "out") < 0) {
+  Py_ssize_t rows, n = seed.len;
+  if (parse_rows_of(&seed, 1, "seed flags", &lengths, &rows) < 0) goto done;
+  if (uniform.len != 8 * n || out.len != 8 * n) {
+    PyErr_SetString(PyExc_ValueError, "uniform (float64) and out (int64) must hold one entry "
+                    "per seed flag");
     goto done;
   }
-  Py_ssize_t rows = lengths.len / 8, n = seed.len;
   const int64_t *l = (const int64_t *)lengths.buf;
-  int64_t total = 0;
-  for (Py_ssize_t r = 0; r < rows; r++) total += l[r] < 0 ? 0 : l[r];
-  if (total != n || uniform.len != 8 * n || out.len != 8 * n) {
-    PyErr_SetString(PyExc_ValueError, "seed (bool), uniform (float64) and out (int64) must hold "
-                    "one entry per position, and lengths must sum to that count");
-    goto done;
-  }
   const uint8_t *sd = (const uint8_t *)seed.buf;
   const double *u = (const double *)uniform.buf;
   int64_t *lab = (int64_t *)out.buf;
