@@ -28,8 +28,9 @@ Speed: Python is entered once per 256-example block (a stateless `tf.numpy_funct
 block indices, in parallel), which returns flat id arrays + row lengths; TF turns them into ragged
 rows and unbatches — no per-example Python→TF crossing. `pipeline_options()` (map fusion,
 single-threaded ops, a private thread pool) is set on the source and merged by tf.data into the
-whole SeqIO pipeline. With `feature_converters.BatchedEncDecFeatureConverter` the Task's own
-per-example map is the pipeline's only per-example function.
+whole SeqIO pipeline. The registered tasks append EOS on batches (`data/preprocessors.py`) and the
+trainer converts features on batches (`feature_converters.BatchedEncDecFeatureConverter`), so no
+tf.data function runs per example.
 `python -m synthetic_pretraining.data.bench_pipeline` prints the figures. An exit guard stops
 block generation when the interpreter exits (the stream ends), so a process left holding a live
 iterator still ends.
