@@ -1,0 +1,159 @@
+"""Every SPEC §5.3 / §5.4 setting of every pre-training and fine-tuning gin file, as resolved by gin.
+
+The values are read from the parsed configuration (macros resolved, configurables called), not from
+the files' text, so the pins hold however the files are arranged (includes, shared bases).
+Expected values are SPEC §5.1-§5.4's tables, written out here.
+"""
+
+import inspect
+
+import gin
+import pytest
+
+from synthetic_pretraining.train import main
+
+GIN_DIR = main.DEFAULT_GIN_DIR
+
+# SPEC §5.4 table (+ §3 feature lengths): lr, steps, batch, ckpt = eval period, max decode, pack,
+# inference split, #examples, (input, target) lengths.
+FINETUNE = {
+    "cnndm_10k": (1e-3, 100_000, 128, 10_000, 148, False, "test", 20_000, (512, 256)),
+    "code_translation": (3e-3, 150_000, 32, 10_000, 1024, False, "test", 5_000, (1024, 1024)),
+    "mtop": (1e-3, 100_000, 128, 10_000, 128, False, "test", 5_000, (1024, 128)),
+    "retrosynthesis": (3e-3, 400_000, 128, 10_000, 256, False, "test", 5_000, (256, 256)),
+    "squad": (1e-3, 250_000, 128, 10_000, 128, True, "validation", 20_000, (512, 128)),
+    "webqsp": (1e-3, 50_000, 32, 5_000, 256, False, "test", 20_000, (2048, 256)),
+}
+# SPEC §5.3: release pretrain.sh (80k steps at 512/512) and the authors' final_exps settings.
+PRETRAIN = {
+    "synthetic": ("set", 80_000, (512, 512)),
+    "natural_span_corruption": ("natural_span_corruption", 80_000, (512, 512)),
+    "lime": ("lime", 224_288, (256, 256)),
+    "nonsense_summary": ("nonsense_summary", 224_288, (1024, 1024)),
+    "nesting_language": ("nesting_language", 524_288, (256, 256)),
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def resolve(value):
+  """A binding's value with macro references (%NAME) followed to their final value."""
+  for _ in range(20):
+    if isinstance(value, gin.config.ConfigurableReference) and value.selector == "gin.macro":
+      value = gin.query_parameter(str(value))
+    else:
+      return value
+  raise AssertionError(f"macro chain too long at {value}")
+
+
+def binding(selector):
+  return resolve(gin.query_parameter(selector))
+
+
+def effective(selector, fn):
+  """The value `fn` receives for its parameter: the gin binding, else the signature's default."""
+  try:
+    return binding(selector)
+  except ValueError:
+    return inspect.signature(fn).parameters[selector.rsplit(".", 1)[1]].default
+
+
+def _parse(files, bindings):
+  main.parse_gin(["models/t5_small.gin", *files], ["MODEL_DIR = '/tmp/x'", *bindings], [GIN_DIR])
+
+
+def _schedule():
+  from synthetic_pretraining.train import optim  # pylint: disable=g-import-not-at-top
+  fn = binding("loop.train.learning_rate_fn")
+  if isinstance(fn, gin.config.ConfigurableReference):  # @schedule() evaluated as the run would.
+    fn = optim.learning_rate_schedule()
+  return lambda step: float(fn(step))
+
+
+def _common_model_and_training_pins():
+  assert binding("t5.T5Config.dropout_rate") == 0.1
+  assert binding("t5.T5Config.vocab_size") == 32128
+  assert binding("loop.train.model_config") is not None
+  assert binding("loop.train.keep_checkpoints") is None  # All checkpoints kept.
+  assert binding("loop.train.eval_period") == binding("loop.train.checkpoint_period")
+
+
+@pytest.mark.parametrize("task", sorted(FINETUNE))
+def test_finetune_file_binds_the_spec_table(task):
+  lr, steps, batch, period, decode, pack, split, num_examples, lengths = FINETUNE[task]
+  _parse([f"experiments/finetune/{task}.gin"], [])
+  from synthetic_pretraining.train import evaluation  # pylint: disable=g-import-not-at-top
+  assert binding("loop.train.mixture_or_task_name") == task
+  assert binding("loop.train.train_steps") == steps
+  assert binding("loop.train.batch_size") == batch
+  assert binding("loop.train.checkpoint_period") == period
+  assert binding("loop.train.eval_period") == period
+  assert binding("loop.train.pack") is pack
+  assert binding("loop.train.task_feature_lengths") == {"inputs": lengths[0],
+                                                        "targets": lengths[1]}
+  assert binding("loop.train.z_loss") == 1e-4  # Base gin's z-loss in fine-tuning.
+  # Teacher-forced accuracy on 128 batches of the validation split.
+  assert binding("loop.train.eval_steps") == 128
+  schedule = _schedule()  # Constant LR, no warm-up.
+  assert schedule(0) == pytest.approx(lr) and schedule(steps) == pytest.approx(lr)
+  assert schedule(123) == pytest.approx(lr)
+  # Inference eval: beam 4, alpha 0.6, max decode length, split and number of examples.
+  ev = "evaluation.InferenceEvaluator"
+  assert binding(f"{ev}.mixture_or_task_name") == task
+  assert binding(f"{ev}.beam_size") == 4
+  assert effective(f"{ev}.alpha", evaluation.InferenceEvaluator.__init__) == 0.6
+  assert binding(f"{ev}.max_decode_length") == decode
+  assert binding(f"{ev}.split") == split
+  assert binding(f"{ev}.num_examples") == num_examples
+  assert binding(f"{ev}.task_feature_lengths") == binding("loop.train.task_feature_lengths")
+  _common_model_and_training_pins()
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAIN))
+def test_pretrain_file_binds_the_spec_settings(name):
+  task, steps, lengths = PRETRAIN[name]
+  extra = ["MIXTURE_OR_TASK_NAME = 'set'"] if name == "synthetic" else []
+  _parse([f"experiments/pretrain/{name}.gin"], extra)
+  assert binding("loop.train.mixture_or_task_name") == task
+  assert binding("loop.train.train_steps") == steps
+  assert binding("loop.train.batch_size") == 128
+  assert binding("loop.train.checkpoint_period") == 5_000
+  assert binding("loop.train.eval_period") == 5_000
+  assert binding("loop.train.eval_steps") == 20
+  assert binding("loop.train.pack") is False
+  assert binding("loop.train.z_loss") == 0.0  # The pre-training gin overrides z-loss to 0.
+  assert binding("loop.train.task_feature_lengths") == {"inputs": lengths[0],
+                                                        "targets": lengths[1]}
+  assert binding("loop.train.initial_checkpoint_path") is None
+  # lr = 1/sqrt(max(step, 10 000)): 0.01 for the first 10k steps, then inverse-sqrt decay.
+  schedule = _schedule()
+  for step, rate in [(0, 0.01), (1, 0.01), (9_999, 0.01), (10_000, 0.01), (40_000, 0.005),
+                     (250_000, 0.002)]:
+    assert schedule(step) == pytest.approx(rate, rel=1e-6), step
+  _common_model_and_training_pins()
+
+
+@pytest.mark.parametrize("name", ["table2_init", "table3_pre_attn_ln"])
+def test_table_files_keep_the_finetune_defaults(name):
+  bindings = ["MIXTURE_OR_TASK_NAME = 'mtop'"]
+  if name == "table2_init":
+    bindings += ["STATISTICS_CHECKPOINT = '/tmp/s'", "INIT_ID = 'per_param_grouping___init_scale'"]
+  _parse([f"experiments/{name}.gin"], bindings)
+  assert binding("loop.train.z_loss") == 1e-4
+  assert binding("loop.train.eval_steps") == 128
+  assert binding("evaluation.InferenceEvaluator.beam_size") == 4
+  _common_model_and_training_pins()
+
+
+def test_t5_small_model_matches_spec_5_1():
+  _parse(["experiments/finetune/mtop.gin"], [])
+  expected = {"emb_dim": 512, "num_heads": 8, "head_dim": 64, "num_encoder_layers": 6,
+              "num_decoder_layers": 6, "mlp_dim": 2048, "mlp_activations": ("relu",),
+              "logits_via_embedding": True, "dtype": "float32"}
+  for key, value in expected.items():
+    assert binding(f"t5.T5Config.{key}") == value, key
