@@ -81,6 +81,13 @@ def _common_model_and_training_pins():
   assert binding("loop.train.model_config") is not None
   assert binding("loop.train.keep_checkpoints") is None  # All checkpoints kept.
   assert binding("loop.train.eval_period") == binding("loop.train.checkpoint_period")
+  # Adafactor (SPEC §5.2) as the run would construct it: gin bindings, else optim.adafactor's
+  # defaults (tests/train/test_adafactor_reference.py checks what those settings do).
+  from synthetic_pretraining.train import optim  # pylint: disable=g-import-not-at-top
+  spec_5_2 = {"decay_rate": 0.8, "clipping_threshold": 1.0, "min_dim_size_to_factor": 128,
+              "multiply_by_parameter_scale": True, "epsilon1": 1e-30, "momentum": None}
+  for key, value in spec_5_2.items():
+    assert effective(f"optim.adafactor.{key}", optim.adafactor) == value, key
 
 
 @pytest.mark.parametrize("task", sorted(FINETUNE))
