@@ -364,9 +364,13 @@ def parse_release_lines(lines: tf.data.Dataset, filename: str,
   expected = "'[id, id, ...]'" if targets_only else "'[id, id, ...]<TAB>[id, id, ...]'"
 
   def parse(line_number: tf.Tensor, line: tf.Tensor):
+    # Invalid UTF-8 in the quoted line would make the error message itself undecodable (and so
+    # lose the file:line): bad bytes are shown as U+FFFD.
+    shown = tf.strings.unicode_transcode(tf.strings.substr(line, 0, 200), "UTF-8", "UTF-8",
+                                         errors="replace")
     message = tf.strings.join([
         filename, ":", tf.strings.as_string(line_number + 1), ": malformed line, expected ",
-        expected, ", got: ", tf.strings.substr(line, 0, 200)])
+        expected, ", got: ", shown])
     check = tf.debugging.Assert(tf.strings.regex_full_match(line, pattern), [message],
                                 summarize=1)
     with tf.control_dependencies([check]):
