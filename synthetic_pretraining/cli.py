@@ -7,6 +7,7 @@ imported only when their command runs, so `generate` never pays for importing JA
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -30,11 +31,39 @@ COMMANDS = {
 def usage() -> str:
   lines = ["usage: synthetic-pretraining <command> [options]", "", "commands:"]
   lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+  lines += ["", "--debug (anywhere; or SP_DEBUG=1) shows the traceback of an error."]
   return "\n".join(lines)
 
 
+def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+  """`--debug` anywhere on the command line (or SP_DEBUG=1): show tracebacks."""
+  debug = "--debug" in argv or os.environ.get("SP_DEBUG", "").lower() in ("1", "true", "yes")
+  return debug, [a for a in argv if a != "--debug"]
+
+
+def describe_error(error: BaseException) -> str:
+  """One readable line (or a few, if the message has them) for an error that stops a command."""
+  if isinstance(error, OSError) and error.filename is not None and error.strerror:
+    where = os.fspath(error.filename)
+    if error.filename2 is not None:
+      where += f" -> {os.fspath(error.filename2)}"
+    return f"{where}: {error.strerror}"
+  message = str(error).strip()
+  if isinstance(error, KeyError) and len(error.args) == 1:
+    message = f"missing key {error.args[0]!r}"
+  if not message:
+    return type(error).__name__
+  if isinstance(error, (ValueError, OSError, LookupError, RuntimeError)) and not isinstance(
+      error, (KeyError, IndexError, NotImplementedError)):
+    return message
+  return f"{type(error).__name__}: {message}"
+
+
 def main(argv: list[str] | None = None) -> int:
+  """Runs one command. Errors end it with status 2 and one message on stderr (`--debug`, or
+  SP_DEBUG=1, shows the traceback instead); Ctrl-C ends it with status 130."""
   argv = list(sys.argv[1:] if argv is None else argv)
+  debug, argv = _debug_requested(argv)
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(usage())
     return 0
@@ -42,8 +71,20 @@ def main(argv: list[str] | None = None) -> int:
   if name not in COMMANDS:
     print(f"unknown command {name!r}\n\n{usage()}", file=sys.stderr)
     return 2
-  module = importlib.import_module(COMMANDS[name][0])
-  result = module.main(rest)
+  try:
+    module = importlib.import_module(COMMANDS[name][0])
+    result = module.main(rest)
+  except KeyboardInterrupt:
+    if debug:
+      raise
+    print(f"synthetic-pretraining {name}: interrupted", file=sys.stderr)
+    return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if debug:
+      raise
+    print(f"synthetic-pretraining {name}: error: {describe_error(e)} "
+          "(--debug shows the traceback)", file=sys.stderr)
+    return 2
   return int(result or 0)
 
 
