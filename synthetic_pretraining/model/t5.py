@@ -16,14 +16,33 @@ checkpoints load by name and the statistics-based initialisations (SPEC §6) sel
   decoder/logits_dense/kernel (v1.1 only)                  [embed, vocab]
 
 T5 v1.0 ties the output layer to the embedding (logits = h·Eᵀ/√d); v1.1 has `logits_dense`.
-Parameters are float32; `dtype` sets the activation dtype (bfloat16 on accelerators).
+Parameters are float32; `dtype` sets the activation dtype (bfloat16 on accelerators). Attention
+logits, softmax, layer norms and the output logits are float32 (the logits matmul takes
+activation-dtype operands and accumulates into a float32 result).
+
+Attention (`T5Config.attention_impl`, settable by gin):
+  'einsum'  the reference: explicit einsums with T5's relative position bias and the padding /
+            segment / causal mask added as one [batch, heads, q, k] bias (T5X's own layer).
+  'xla'     `jax.nn.dot_product_attention(implementation='xla')`: the relative position bias as
+            the additive bias of shape (1, heads, q, k), the mask as its boolean `mask`.
+  'cudnn'   the same call with cuDNN's fused (flash) attention: the (1, heads, q, k) bias, padding
+            as sequence lengths, the decoder's causality as `is_causal`. Nothing per-example goes
+            into the bias, because cuDNN returns the bias gradient only for a bias of batch 1
+            (a per-example mask folded into the bias would silently zero `relpos_bias`'s gradient).
+            Padding must therefore be a suffix of each row (what the feature converters produce).
+            jax.nn.dot_product_attention takes no segment ids, so PACKED batches (segment ids
+            given) run the 'xla' call instead; cuDNN needs bfloat16/float16 activations.
+No path scales the logits by 1/√head_dim (T5 folds it into the query initialisation): the
+fused paths pass scale=1.0. `jax.nn.dot_product_attention` cannot drop attention probabilities,
+so 'xla' and 'cudnn' need `attention_dropout_rate=0.0` (residual and MLP dropout still apply);
+incremental decoding always uses the einsum path.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import gin
@@ -56,6 +75,9 @@ class T5Config:
   float32_attention_logits: bool = True
   relpos_num_buckets: int = 32
   relpos_max_distance: int = 128
+  attention_impl: str = "einsum"
+  # Dropout on the attention probabilities; None: `dropout_rate` (T5X applies one rate to all).
+  attention_dropout_rate: float | None = None
 
   def __post_init__(self):
     for name in ("vocab_size", "emb_dim", "num_heads", "num_encoder_layers", "num_decoder_layers",
@@ -65,10 +87,34 @@ class T5Config:
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"T5Config.dropout_rate must be in [0, 1), got {self.dropout_rate}")
     object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"T5Config.attention_impl must be one of {ATTENTION_IMPLS}, got "
+                       f"{self.attention_impl!r}")
+    if self.attention_dropout_rate is not None and not 0.0 <= self.attention_dropout_rate < 1.0:
+      raise ValueError("T5Config.attention_dropout_rate must be None or in [0, 1), got "
+                       f"{self.attention_dropout_rate}")
+    if self.attention_impl != "einsum" and self.attention_dropout > 0:
+      raise ValueError(
+          f"T5Config.attention_impl={self.attention_impl!r} cannot drop attention probabilities "
+          "(jax.nn.dot_product_attention has no dropout), but the attention dropout rate is "
+          f"{self.attention_dropout} (dropout_rate={self.dropout_rate}, attention_dropout_rate="
+          f"{self.attention_dropout_rate}); set attention_dropout_rate=0.0 or use "
+          "attention_impl='einsum'")
+    if self.attention_impl == "cudnn" and self.dtype not in ("bfloat16", "float16"):
+      raise ValueError(f"T5Config.attention_impl='cudnn' needs dtype 'bfloat16' or 'float16' "
+                       f"(cuDNN's fused attention), got dtype={self.dtype!r}")
 
   @property
   def activation_dtype(self):
     return jnp.dtype(self.dtype)
+
+  @property
+  def attention_dropout(self) -> float:
+    """The dropout rate of the attention probabilities."""
+    return self.dropout_rate if self.attention_dropout_rate is None else self.attention_dropout_rate
+
+
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
 
 
 PRESETS = {
@@ -144,6 +190,38 @@ class Dense(nn.Module):
     return jnp.dot(jnp.asarray(x, self.dtype), jnp.asarray(kernel, self.dtype))
 
 
+class OutputKernel(nn.Module):
+  """T5 v1.1's untied output layer `logits_dense/kernel` [embed, vocab] (applied by `output_logits`)."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, embed_dim: int) -> Array:
+    return _param(self, "kernel", _MLP_INIT, (embed_dim, self.features), ("embed", "vocab"))
+
+
+def output_kernel(params: dict, config: "T5Config") -> Array:
+  """The output layer's float32 kernel: the embedding [vocab, embed] (tied) or [embed, vocab]."""
+  if config.logits_via_embedding:
+    return params["token_embedder"]["embedding"]
+  return params["decoder"]["logits_dense"]["kernel"]
+
+
+def output_logits(hidden: Array, kernel: Array, config: "T5Config") -> Array:
+  """float32 logits [..., vocab] of the final decoder states `hidden` (activation dtype).
+
+  The matmul takes activation-dtype operands and accumulates into float32 (no bfloat16 copy of
+  the logits); the tied layer divides by √embed as T5 v1.0 does.
+  """
+  kernel = jnp.asarray(kernel, hidden.dtype)
+  contract = 1 if config.logits_via_embedding else 0
+  logits = jax.lax.dot_general(hidden, kernel, (((hidden.ndim - 1,), (contract,)), ((), ())),
+                               preferred_element_type=jnp.float32)
+  if config.logits_via_embedding:
+    logits = logits / np.float32(np.sqrt(hidden.shape[-1]))
+  return logits
+
+
 class Embed(nn.Module):
   """Token embedding; `attend` gives the tied output projection."""
 
@@ -204,9 +282,27 @@ class RelativePositionBiases(nn.Module):
     return jnp.asarray(values[None], self.dtype)
 
 
+class Masking(NamedTuple):
+  """Which query/key pairs attend, for the fused ('xla', 'cudnn') attention paths.
+
+  `impl` is the jax.nn.dot_product_attention implementation to call; 'xla' gets the boolean
+  `mask` ([batch, 1, q, k]: padding, segments, causality), 'cudnn' gets `q_lengths` /
+  `kv_lengths` ([batch] int32 counts of real tokens) and `causal` instead.
+  """
+
+  impl: str
+  mask: Array | None = None
+  q_lengths: Array | None = None
+  kv_lengths: Array | None = None
+  causal: bool = False
+
+
 class MultiHeadAttention(nn.Module):
   """Dot-product attention without biases or logit scaling (folded into the query init).
 
+  With `masking` None this is the einsum path: `bias` holds everything added to the logits
+  (relative positions and the mask as −1e10). With a `Masking` it is the fused path: `bias` is
+  the relative position bias alone (1, heads, q, k) or None, and the mask comes from `masking`.
   In `decode` mode the keys/values of previous steps live in the "cache" collection
   (`cached_key`, `cached_value`: [batch, max_length, heads, head_dim]; `cache_index`).
   """
@@ -219,7 +315,8 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None,
-               deterministic: bool, decode: bool = False) -> Array:
+               deterministic: bool, decode: bool = False,
+               masking: Masking | None = None) -> Array:
     features = self.num_heads * self.head_dim
     depth_scaling = np.sqrt(self.head_dim).astype(np.float32)
     query_init = lambda *args: _ATTENTION_INIT(*args) / depth_scaling
@@ -234,6 +331,8 @@ class MultiHeadAttention(nn.Module):
     value = nn.with_logical_constraint(value, ("batch", "length", "heads", "kv"))
 
     if decode:
+      if masking is not None:
+        raise ValueError("decode mode uses the einsum attention path (masking must be None)")
       is_initialized = self.has_variable("cache", "cached_key")
       cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
       cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
@@ -251,18 +350,45 @@ class MultiHeadAttention(nn.Module):
         step_mask = jnp.where(valid, 0.0, _NEG_INF).astype(jnp.float32)[None, None, None, :]
         bias = step_mask if bias is None else bias + step_mask
 
-    logits_dtype = jnp.float32 if self.float32_logits else self.dtype
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query.astype(logits_dtype), key.astype(logits_dtype))
-    if bias is not None:
-      logits = logits + bias.astype(logits_dtype)
-    weights = jax.nn.softmax(logits.astype(jnp.float32)).astype(self.dtype)
-    if not deterministic and self.dropout_rate > 0:
-      weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    if masking is None:
+      logits_dtype = jnp.float32 if self.float32_logits else self.dtype
+      logits = jnp.einsum("bqhd,bkhd->bhqk", query.astype(logits_dtype),
+                          key.astype(logits_dtype))
+      if bias is not None:
+        logits = logits + bias.astype(logits_dtype)
+      weights = jax.nn.softmax(logits.astype(jnp.float32)).astype(self.dtype)
+      if not deterministic and self.dropout_rate > 0:
+        weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    else:
+      out = fused_attention(query, key, value, bias, masking)
     out = out.reshape(out.shape[:2] + (features,))
     out = nn.with_logical_constraint(out, ("batch", "length", "joined_kv"))
     return Dense(features=inputs_q.shape[-1], kernel_axes=("joined_kv", "embed"),
                  kernel_init=_ATTENTION_INIT, dtype=self.dtype, name="out")(out)
+
+
+def fused_attention(query: Array, key: Array, value: Array, bias: Array | None,
+                    masking: Masking) -> Array:
+  """`jax.nn.dot_product_attention` with T5's conventions ([batch, length, heads, head_dim]).
+
+  No 1/√d scaling (scale=1.0); the (1, heads, q, k) relative position bias stays a batch-1
+  bias so that cuDNN returns its gradient; the logits and softmax are float32 (XLA: float32
+  accumulation of the activation-dtype operands; cuDNN: float32 inside the kernel).
+  """
+  if bias is not None:
+    if bias.ndim != 4 or bias.shape[0] != 1:
+      raise ValueError(f"fused attention takes a (1, heads, q, k) bias, got {bias.shape}")
+    bias = bias.astype(query.dtype)
+  if masking.impl == "cudnn":
+    return jax.nn.dot_product_attention(
+        query, key, value, bias, None, scale=1.0, is_causal=masking.causal,
+        query_seq_lengths=masking.q_lengths, key_value_seq_lengths=masking.kv_lengths,
+        implementation="cudnn")
+  if masking.impl != "xla":
+    raise ValueError(f"Masking.impl must be 'xla' or 'cudnn', got {masking.impl!r}")
+  return jax.nn.dot_product_attention(query, key, value, bias, masking.mask, scale=1.0,
+                                      implementation="xla")
 
 
 class MlpBlock(nn.Module):
@@ -294,11 +420,13 @@ class EncoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, bias: Array, deterministic: bool,
+               masking: Masking | None = None) -> Array:
     cfg, dtype = self.config, self.config.activation_dtype
     h = LayerNorm(dtype, name="pre_attention_layer_norm")(x)
-    h = MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate, dtype,
-                           cfg.float32_attention_logits, name="attention")(h, h, bias, deterministic)
+    h = MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.attention_dropout, dtype,
+                           cfg.float32_attention_logits, name="attention")(
+                               h, h, bias, deterministic, masking=masking)
     x = x + _residual_dropout(cfg, h, deterministic)
     h = LayerNorm(dtype, name="pre_mlp_layer_norm")(x)
     h = MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, dtype, name="mlp")(
@@ -312,15 +440,18 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, y: Array, encoded: Array, self_bias: Array, cross_bias: Array | None,
-               deterministic: bool, decode: bool) -> Array:
+               deterministic: bool, decode: bool, self_masking: Masking | None = None,
+               cross_masking: Masking | None = None) -> Array:
     cfg, dtype = self.config, self.config.activation_dtype
     attention = functools.partial(MultiHeadAttention, cfg.num_heads, cfg.head_dim,
-                                  cfg.dropout_rate, dtype, cfg.float32_attention_logits)
+                                  cfg.attention_dropout, dtype, cfg.float32_attention_logits)
     h = LayerNorm(dtype, name="pre_self_attention_layer_norm")(y)
-    h = attention(name="self_attention")(h, h, self_bias, deterministic, decode)
+    h = attention(name="self_attention")(h, h, self_bias, deterministic, decode,
+                                         masking=self_masking)
     y = y + _residual_dropout(cfg, h, deterministic)
     h = LayerNorm(dtype, name="pre_cross_attention_layer_norm")(y)
-    h = attention(name="encoder_decoder_attention")(h, encoded, cross_bias, deterministic)
+    h = attention(name="encoder_decoder_attention")(h, encoded, cross_bias, deterministic,
+                                                    masking=cross_masking)
     y = y + _residual_dropout(cfg, h, deterministic)
     h = LayerNorm(dtype, name="pre_mlp_layer_norm")(y)
     h = MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, dtype, name="mlp")(
@@ -342,6 +473,28 @@ def attention_mask(query_ok: Array, key_ok: Array, query_segments: Array | None 
   return mask
 
 
+def _fused_impl(config: T5Config, *segment_ids: Array | None) -> str | None:
+  """The jax.nn.dot_product_attention implementation for this call, or None for einsum.
+
+  cuDNN takes no segment ids (and a per-example mask in its bias loses the bias gradient), so
+  packed batches fall back to the XLA implementation.
+  """
+  if config.attention_impl == "einsum":
+    return None
+  if config.attention_impl == "cudnn" and any(s is not None for s in segment_ids):
+    return "xla"
+  return config.attention_impl
+
+
+def _lengths(ok_or_tokens: Array) -> Array:
+  """[batch] int32 count of real (non-pad) positions; padding must be a suffix of each row.
+
+  At least 1: a row of padding only (as in a padded last eval batch) attends to its first
+  position instead of to nothing; its outputs carry no loss weight either way.
+  """
+  return jnp.maximum(jnp.sum(ok_or_tokens > 0, axis=-1, dtype=jnp.int32), 1)
+
+
 class Encoder(nn.Module):
   config: T5Config
   shared_embedding: nn.Module
@@ -353,13 +506,19 @@ class Encoder(nn.Module):
                                     cfg.relpos_max_distance, cfg.activation_dtype,
                                     name="relpos_bias")
     length = tokens.shape[1]
-    bias = relpos(length, length, True) + _mask_to_bias(
-        attention_mask(tokens > 0, tokens > 0, segment_ids, segment_ids))
+    mask = attention_mask(tokens > 0, tokens > 0, segment_ids, segment_ids)
+    impl = _fused_impl(cfg, segment_ids)
+    if impl is None:
+      bias, masking = relpos(length, length, True) + _mask_to_bias(mask), None
+    else:
+      lengths = _lengths(tokens)
+      bias = relpos(length, length, True)
+      masking = Masking(impl, mask if impl == "xla" else None, lengths, lengths)
     x = self.shared_embedding(tokens.astype(jnp.int32))
     x = _residual_dropout(cfg, x, deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     for i in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
+      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic, masking)
     x = LayerNorm(cfg.activation_dtype, name="encoder_norm")(x)
     return _residual_dropout(cfg, x, deterministic)
 
@@ -372,12 +531,13 @@ class Decoder(nn.Module):
   def __call__(self, encoded: Array, encoder_ok: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Array | None, encoder_segment_ids: Array | None,
                decoder_segment_ids: Array | None, deterministic: bool, decode: bool,
-               max_decode_length: int | None) -> Array:
+               max_decode_length: int | None, return_hidden: bool = False) -> Array:
     cfg = self.config
     relpos = RelativePositionBiases(cfg.num_heads, cfg.relpos_num_buckets,
                                     cfg.relpos_max_distance, cfg.activation_dtype,
                                     name="relpos_bias")
     length = decoder_input_tokens.shape[1]
+    self_masking = cross_masking = None
     if decode:
       # One step: bias row `cache_index` of the [max_len, max_len] causal table.
       full = relpos(max_decode_length, max_decode_length, False)
@@ -392,24 +552,37 @@ class Decoder(nn.Module):
       target = decoder_input_tokens if decoder_target_tokens is None else decoder_target_tokens
       causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
       mask = attention_mask(target > 0, target > 0, decoder_segment_ids, decoder_segment_ids)
-      self_bias = relpos(length, length, False) + _mask_to_bias(mask & causal)
-      cross_bias = _mask_to_bias(attention_mask(target > 0, encoder_ok, decoder_segment_ids,
-                                                encoder_segment_ids))
+      cross_mask = attention_mask(target > 0, encoder_ok, decoder_segment_ids,
+                                  encoder_segment_ids)
+      impl = _fused_impl(cfg, decoder_segment_ids, encoder_segment_ids)
+      if impl is None:
+        self_bias = relpos(length, length, False) + _mask_to_bias(mask & causal)
+        cross_bias = _mask_to_bias(cross_mask)
+      else:
+        self_bias, cross_bias = relpos(length, length, False), None
+        q_lengths, kv_lengths = _lengths(target), _lengths(encoder_ok)
+        if impl == "xla":
+          self_masking = Masking(impl, mask & causal)
+          cross_masking = Masking(impl, cross_mask)
+        else:
+          self_masking = Masking(impl, None, q_lengths, q_lengths, causal=True)
+          cross_masking = Masking(impl, None, q_lengths, kv_lengths)
     y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
     y = _residual_dropout(cfg, y, deterministic)
     y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_bias, cross_bias, deterministic,
-                                                decode)
+                                                decode, self_masking, cross_masking)
     y = LayerNorm(cfg.activation_dtype, name="decoder_norm")(y)
     y = _residual_dropout(cfg, y, deterministic)
     if cfg.logits_via_embedding:
-      logits = self.shared_embedding.attend(y) / jnp.sqrt(y.shape[-1]).astype(y.dtype)
+      kernel = self.shared_embedding.embedding
     else:
-      logits = Dense(cfg.vocab_size, ("embed", "vocab"), _MLP_INIT, cfg.activation_dtype,
-                     name="logits_dense")(y)
-    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
-    return logits
+      kernel = OutputKernel(cfg.vocab_size, name="logits_dense")(y.shape[-1])
+    if return_hidden:
+      return y
+    logits = output_logits(y, kernel, cfg)
+    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
 class Transformer(nn.Module):
@@ -430,18 +603,23 @@ class Transformer(nn.Module):
   def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
              decoder_target_tokens: Array | None = None, encoder_segment_ids: Array | None = None,
              decoder_segment_ids: Array | None = None, deterministic: bool = True,
-             decode: bool = False, max_decode_length: int | None = None) -> Array:
+             decode: bool = False, max_decode_length: int | None = None,
+             return_hidden: bool = False) -> Array:
     return self.decoder(encoded, encoder_input_tokens > 0, decoder_input_tokens,
                         decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
-                        deterministic, decode, max_decode_length)
+                        deterministic, decode, max_decode_length, return_hidden)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Array | None = None,
                encoder_segment_ids: Array | None = None,
-               decoder_segment_ids: Array | None = None, deterministic: bool = True) -> Array:
+               decoder_segment_ids: Array | None = None, deterministic: bool = True,
+               return_hidden: bool = False) -> Array:
+    """Float32 logits; with `return_hidden`, the final decoder states (activation dtype) that
+    `output_logits(hidden, output_kernel(params, config), config)` turns into those logits."""
     encoded = self.encode(encoder_input_tokens, encoder_segment_ids, deterministic)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-                       encoder_segment_ids, decoder_segment_ids, deterministic)
+                       encoder_segment_ids, decoder_segment_ids, deterministic,
+                       return_hidden=return_hidden)
 
 
 # ------------------------------------------------------------------------------------------------
