@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import os
 import pathlib
 import sys
@@ -100,7 +101,10 @@ def prepare_task(task: str, *, data_dir: str | os.PathLike,
 
   bad = common.BadLines(strict=options.strict)
   clean = common.FieldCleaner()
-  converted = converter.convert(paths, options, bad, clean)
+  try:
+    converted = converter.convert(paths, options, bad, clean)
+  except UnicodeDecodeError as e:
+    raise common.PrepareError(_undecodable_line(paths.values(), e)) from None
   if set(converted.splits) != set(converter.splits):
     raise AssertionError(f"{task}: converter returned splits {sorted(converted.splits)}")
   for split, rows in converted.splits.items():
@@ -135,6 +139,20 @@ def prepare_task(task: str, *, data_dir: str | os.PathLike,
   for key, value in converted.notes.items():
     log(f"[{task}] {key}: {value}")
   return info
+
+
+def _undecodable_line(paths, error: UnicodeDecodeError) -> str:
+  """'FILE:LINE: …' for the first raw line that is not UTF-8 (the codec's error names neither)."""
+  for path in sorted(p for p in paths if p.is_file()):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+      for line_number, line in enumerate(f, 1):
+        try:
+          line.decode("utf-8")
+        except UnicodeDecodeError as e:
+          return (f"{path}:{line_number}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column "
+                  f"{e.start + 1}); expected UTF-8 text")
+  return f"a raw file is not valid UTF-8 ({error})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,12 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   for task in tasks:
     try:
       prepare_task(task, data_dir=data_dir, from_dir=args.from_dir, options=options)
-    except (common.PrepareError, ValueError) as e:
-      print(f"[{task}] ERROR: {e}", file=sys.stderr)
+    except (common.PrepareError, ValueError, OSError) as e:
+      message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.strerror else e
+      print(f"[{task}] ERROR: {message}", file=sys.stderr)
       failed.append(task)
   if failed:
     print(f"prepare failed for: {', '.join(failed)}", file=sys.stderr)
-    return 1
+    return 2
   return 0
 
 

@@ -127,7 +127,7 @@ def test_strict_mode_stops_and_leaves_previous_output_untouched(tmp_path, capsys
   with pytest.raises(common.PrepareError, match=r"train\.txt:2: expected 8 TAB-separated columns"):
     run("mtop", tmp_path / "out", raw, strict=True)
   assert prepare.main(["--task", "mtop", "--from", str(raw), "--strict",
-                       "--data_dir", str(tmp_path / "out")]) == 1
+                       "--data_dir", str(tmp_path / "out")]) == 2
   assert "malformed record (strict mode)" in capsys.readouterr().err
   after = {p.name: p.read_bytes() for p in (tmp_path / "out/mtop").iterdir()}
   assert after == before
