@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import pathlib
+import re
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -140,6 +141,47 @@ def _temp_path(final: pathlib.Path) -> pathlib.Path:
   return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
 
+def _make_dirs(path: pathlib.Path) -> list[pathlib.Path]:
+  """mkdir -p; returns the folders it created, outermost first (to remove them on failure)."""
+  missing = []
+  for folder in [path, *path.parents]:
+    if folder.exists():
+      break
+    missing.append(folder)
+  path.mkdir(parents=True, exist_ok=True)
+  return list(reversed(missing))
+
+
+_TEMP_NAME = re.compile(r"^\.(?:deduped|train\.txt|valid\.txt)\.(\d+)\.tmp$")
+
+
+def _process_alive(pid: int) -> bool:
+  if pid == os.getpid():
+    return False  # Ours by name, so left by an earlier process that had our id: stale.
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OSError):
+    return True  # Exists (another user's) or cannot tell: leave it alone.
+  return True
+
+
+def remove_stale_temp_files(task_dir: pathlib.Path) -> list[pathlib.Path]:
+  """Deletes temp files (`.deduped.<pid>.tmp`, `.train.txt.<pid>.tmp`, …) of `generate` runs
+  whose process no longer exists, e.g. after a SIGKILL; files of live runs are kept."""
+  removed = []
+  for path in sorted(task_dir.iterdir()) if task_dir.is_dir() else []:
+    match = _TEMP_NAME.match(path.name)
+    if match and path.is_file() and not _process_alive(int(match.group(1))):
+      size = path.stat().st_size
+      path.unlink(missing_ok=True)
+      removed.append(path)
+      log.warning("removed %s (%d bytes), left by an interrupted generate run (process %s)",
+                  path, size, match.group(1))
+  return removed
+
+
 def _dedup_into(chunks: Iterable[list[str]], path: pathlib.Path, progress) -> tuple[int, int]:
   """Writes lines whose input part (whole line if inputs are empty) was not seen before;
   returns (generated, kept)."""
@@ -189,10 +231,12 @@ def write_task_files(task: base.SyntheticTask, out_dir: str | os.PathLike, num_e
   if num_examples < 0 or num_train < 0 or num_valid < 0:
     raise ValueError("num_examples, num_train and num_valid must be >= 0")
   task_dir = pathlib.Path(out_dir) / task.name
-  task_dir.mkdir(parents=True, exist_ok=True)
+  created = _make_dirs(task_dir)
   train_path, valid_path = task_dir / "train.txt", task_dir / "valid.txt"
+  remove_stale_temp_files(task_dir)
   all_tmp = task_dir / f".deduped.{os.getpid()}.tmp"
   train_tmp, valid_tmp = _temp_path(train_path), _temp_path(valid_path)
+  done = False
   try:
     with tqdm(total=num_examples, unit="ex", desc=f"generate {task.name}",
               disable=None if show_progress is None else not show_progress) as progress:
@@ -201,9 +245,16 @@ def write_task_files(task: base.SyntheticTask, out_dir: str | os.PathLike, num_e
     n_train, n_valid = _split_into(all_tmp, kept, train_tmp, num_train, valid_tmp, num_valid)
     os.replace(valid_tmp, valid_path)
     os.replace(train_tmp, train_path)
+    done = True
   finally:
     for tmp in (all_tmp, train_tmp, valid_tmp):
       tmp.unlink(missing_ok=True)
+    if not done:  # No skeleton folders from a failed or interrupted run.
+      for folder in reversed(created):
+        try:
+          folder.rmdir()
+        except OSError:
+          break
   overlap = max(0, n_train + n_valid - kept)
   log.info("%s: generated %d examples, removed %d duplicate inputs, kept %d", task.name, generated,
            generated - kept, kept)
@@ -235,6 +286,19 @@ def _parse_range(text: str) -> tuple[int, int]:
   return lo, hi
 
 
+def _int_at_least(minimum: int):
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+    return value
+  parse.__name__ = f"integer >= {minimum}"
+  return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="synthetic-pretraining generate",
@@ -242,16 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
                   "release's '[ids]\\t[ids]' format.")
   parser.add_argument("--task", required=True,
                       help=f"paper id (or release code name): {', '.join(registry.TASK_NAMES)}")
-  parser.add_argument("--num_examples", type=int, required=True,
+  parser.add_argument("--num_examples", type=_int_at_least(1), required=True,
                       help="examples to generate before deduplication (release: 1020000)")
   parser.add_argument("--out", required=True, help="output folder; files go to OUT/<task>/")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--shard", type=int, default=0, help="which stream of the seed to use")
+  parser.add_argument("--seed", type=_int_at_least(0), default=0)
+  parser.add_argument("--shard", type=_int_at_least(0), default=0,
+                      help="which stream of the seed to use")
   parser.add_argument("--vocab", default="byte",
                       help="'byte' (offline default), 't5' (gs:// T5 model) or PATH.model")
-  parser.add_argument("--num_train", type=int, default=1_000_000)
-  parser.add_argument("--num_valid", type=int, default=10_000)
-  parser.add_argument("--processes", type=int, default=1)
+  parser.add_argument("--num_train", type=_int_at_least(0), default=1_000_000)
+  parser.add_argument("--num_valid", type=_int_at_least(0), default=10_000)
+  parser.add_argument("--processes", type=_int_at_least(1), default=1)
   parser.add_argument("--length_range", type=_parse_range, default=None,
                       help="MIN,MAX sequence length (task default if omitted)")
   parser.add_argument("--knob", type=_parse_knob, action="append", default=[],
@@ -278,9 +343,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (ValueError, TypeError, VocabLoadError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  write_task_files(task, args.out, args.num_examples, seed=args.seed, shard=args.shard,
-                   num_train=args.num_train, num_valid=args.num_valid, processes=args.processes,
-                   recipe=recipe)
+  try:
+    write_task_files(task, args.out, args.num_examples, seed=args.seed, shard=args.shard,
+                     num_train=args.num_train, num_valid=args.num_valid, processes=args.processes,
+                     recipe=recipe)
+  except OSError as e:  # Unwritable --out, a file where a folder should be, a full disk, ...
+    where = f"{e.filename}: " if e.filename else ""
+    print(f"error: cannot write the output under --out {args.out}: {where}"
+          f"{e.strerror or e}", file=sys.stderr)
+    return 2
   return 0
 
 
