@@ -25,6 +25,8 @@ COMMANDS = {
               "per-parameter / per-group statistics of a checkpoint, or the difference of two"),
     "mini": ("synthetic_pretraining.experiments.mini",
              "the CPU mini-experiment: pre-train, fine-tune, % of benefit table"),
+    "export": ("synthetic_pretraining.interop.hf",
+               "write a checkpoint as a Hugging Face transformers T5 folder (--to hf)"),
 }
 
 

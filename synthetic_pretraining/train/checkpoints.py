@@ -119,10 +119,14 @@ def _resolve_step_dir(path: str) -> str:
 def load_params(path: str) -> dict:
   """Parameters (nested dict of float32 numpy arrays) of a project checkpoint.
 
-  `path` is a model directory (newest step), a step directory, or a T5X checkpoint directory
-  (`checkpoint_<step>`, imported with `t5x_import`).
+  `path` is a model directory (newest step), a step directory, a T5X checkpoint directory
+  (`checkpoint_<step>`, imported with `t5x_import`) or a Hugging Face T5 folder (`config.json`
+  beside the weights, imported with `interop.hf`).
   """
+  from synthetic_pretraining.interop import hf  # pylint: disable=g-import-not-at-top
   from synthetic_pretraining.train import t5x_import  # pylint: disable=g-import-not-at-top
+  if hf.is_hf_checkpoint(path):
+    return hf.load_hf_params(path)
   if (os.path.basename(os.path.normpath(path)).startswith("checkpoint_") or
       os.path.exists(os.path.join(path, "checkpoint")) or t5x_import.checkpoint_steps(path)):
     return t5x_import.load_t5x_params(path)

@@ -1,0 +1,1 @@
+"""Checkpoint exchange with other libraries (`hf`: Hugging Face transformers' T5)."""
