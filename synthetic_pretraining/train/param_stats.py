@@ -230,16 +230,34 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def load_checked(path: str) -> Any:
+  """A checkpoint directory's or .npz's parameters; an unreadable one (truncated metadata, a
+  half-written step, a damaged .npz) is a ValueError naming the path instead of the reader's
+  internal error (e.g. AttributeError: 'NoneType' object has no attribute 'tree')."""
+  try:
+    return init_stats.load_param_tree(path)
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    raise ValueError(
+        f"{path}: cannot read this checkpoint ({type(e).__name__}: {first_line}); "
+        "it is incomplete or corrupted. Expected a checkpoint written by training (a model "
+        "directory or one of its checkpoints/<step> folders) or an .npz of '/'-named arrays"
+    ) from e
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
   try:
     init_stats.parse_init_id(args.init_id)
     if args.out and os.path.splitext(args.out)[1].lower() not in (".json", ".csv"):
       raise ValueError(f"--out {args.out}: expected a .json or .csv file name")
-    report = build_report(args.checkpoint, compare=args.compare, init_id=args.init_id)
+    report = build_report(args.checkpoint, compare=args.compare, init_id=args.init_id,
+                          load_params_fn=load_checked)
   except (ValueError, TypeError, OSError, ImportError) as e:
     print(f"synthetic-pretraining stats: error: {e}", file=sys.stderr)
-    return 1
+    return 2
   print(format_report(report), end="")
   if args.out:
     write_report(report, args.out)

@@ -184,7 +184,7 @@ def test_build_report_accepts_trees_and_callables():
 
 def test_errors(two_checkpoints, tmp_path, capsys):
   _, _, path_a, _ = two_checkpoints
-  assert param_stats.main([path_a, "--out", os.fspath(tmp_path / "x.txt")]) == 1
+  assert param_stats.main([path_a, "--out", os.fspath(tmp_path / "x.txt")]) == 2
   assert "expected a .json or .csv file name" in capsys.readouterr().err
   assert param_stats.main([path_a, "--init_id", "bogus"]) == 1
   assert "unknown init_id 'bogus'" in capsys.readouterr().err
