@@ -186,10 +186,10 @@ def test_errors(two_checkpoints, tmp_path, capsys):
   _, _, path_a, _ = two_checkpoints
   assert param_stats.main([path_a, "--out", os.fspath(tmp_path / "x.txt")]) == 2
   assert "expected a .json or .csv file name" in capsys.readouterr().err
-  assert param_stats.main([path_a, "--init_id", "bogus"]) == 1
+  assert param_stats.main([path_a, "--init_id", "bogus"]) == 2
   assert "unknown init_id 'bogus'" in capsys.readouterr().err
   missing = os.fspath(tmp_path / "missing_ckpt")
-  assert param_stats.main([missing]) == 1
+  assert param_stats.main([missing]) == 2
   assert f"checkpoint not found: {missing}" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "x.txt")
   with pytest.raises(ValueError, match="expected a .json or .csv"):
