@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  args.max_sentences)
   except (OSError, ValueError, RuntimeError) as e:
     print(f"vocab: ERROR: {e}", file=sys.stderr)
-    return 1
+    return 2  # Bad input (missing file, bad size, …): status 2 like every command.
   size = spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
   print(f"wrote {path} ({size} pieces) from {len(inputs)} file(s)")
   return 0
