@@ -72,10 +72,10 @@ def test_cli_with_data_dir_and_errors(corpus, tmp_path, capsys):
   assert f"wrote {out}" in capsys.readouterr().out
   assert spm.SentencePieceProcessor(model_file=str(out)).encode("quagga")
   assert train_vocab.main(["--out", str(tmp_path / "x.model"),
-                           "--input", str(tmp_path / "missing.txt")]) == 1
+                           "--input", str(tmp_path / "missing.txt")]) == 2
   assert "missing.txt does not exist" in capsys.readouterr().err
   assert not (tmp_path / "x.model").exists()
   empty = tmp_path / "empty"
   empty.mkdir()
-  assert train_vocab.main(["--out", str(tmp_path / "y.model"), "--data_dir", str(empty)]) == 1
+  assert train_vocab.main(["--out", str(tmp_path / "y.model"), "--data_dir", str(empty)]) == 2
   assert "no prepared downstream splits" in capsys.readouterr().err
