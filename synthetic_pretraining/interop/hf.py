@@ -624,23 +624,30 @@ def tokenizer_files(vocab: str, vocab_size: int) -> dict[str, bytes]:
   return {"spiece.model": model, "tokenizer_config.json": json.dumps(config, indent=1).encode()}
 
 
-def export_hf(checkpoint: Any, out_dir: Any, *, model: str | None = None, dtype: str = "float32",
-              vocab: str | None = None, mlp_activations=None, overwrite: bool = False) -> dict:
-  """Writes `out_dir` (config.json, model.safetensors, generation_config.json, tokenizer).
-
-  Everything is written to a temporary folder beside `out_dir` and renamed into place, so a
-  failure leaves nothing half-written. Returns a summary (config origin, files, tensors).
-  """
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  checkpoint, out_dir = os.fspath(checkpoint), os.path.abspath(os.fspath(out_dir))
-  _np_dtype(dtype)
+def _check_out_dir(out_dir: str, overwrite: bool) -> None:
   if os.path.exists(out_dir) and not overwrite and (not os.path.isdir(out_dir) or
                                                     os.listdir(out_dir)):
     raise HFCheckpointError(f"{out_dir} exists and is not empty (pass overwrite=True / "
                             "--overwrite to replace it)")
-  params, config, origin = load_for_export(checkpoint, model, mlp_activations)
-  tensors = params_to_hf(params, config, dtype, source=checkpoint)
-  files = {CONFIG_FILE: json.dumps(hf_config_from_t5(config, dtype), indent=1).encode(),
+
+
+def export_params(params: Mapping[str, Any], config, out_dir: Any, *, dtype: str = "float32",
+                  vocab: str | None = None, overwrite: bool = False,
+                  source: str = "parameters") -> dict:
+  """Writes `params` (T5X names, `config`'s shapes) as an HF T5 folder `out_dir`.
+
+  Files: config.json, model.safetensors (safetensors' numpy API; `dtype` float32 or bfloat16),
+  generation_config.json and, for `vocab` 'byte' / 't5' / a .model path, the tokenizer files.
+  Everything is written to a temporary folder beside `out_dir` and renamed into place, so a
+  failure leaves nothing half-written. Returns a summary (files, tensor and parameter counts).
+  """
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  _np_dtype(dtype)
+  _check_out_dir(out_dir, overwrite)
+  hf_config = hf_config_from_t5(config, dtype)  # refuses unsupported configurations first
+  tensors = params_to_hf(params, config, dtype, source=source)
+  files = {CONFIG_FILE: json.dumps(hf_config, indent=1).encode(),
            GENERATION_CONFIG_FILE: json.dumps({"decoder_start_token_id": DECODER_START_ID,
                                                "eos_token_id": EOS_ID,
                                                "pad_token_id": PAD_ID}, indent=1).encode()}
@@ -662,9 +669,26 @@ def export_hf(checkpoint: Any, out_dir: Any, *, model: str | None = None, dtype:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  return {"out_dir": out_dir, "config_from": origin, "config": config,
-          "files": sorted([SAFETENSORS_FILE, *files]), "num_tensors": len(tensors),
-          "num_params": int(sum(v.size for v in tensors.values())), "dtype": dtype}
+  return {"out_dir": out_dir, "config": config, "files": sorted([SAFETENSORS_FILE, *files]),
+          "num_tensors": len(tensors), "num_params": int(sum(v.size for v in tensors.values())),
+          "dtype": dtype}
+
+
+def export_hf(checkpoint: Any, out_dir: Any, *, model: str | None = None, dtype: str = "float32",
+              vocab: str | None = None, mlp_activations=None, overwrite: bool = False) -> dict:
+  """Exports any checkpoint the library reads (project, T5X, HF) as an HF T5 folder.
+
+  The model configuration comes from `model` (a preset), else the run's run_info.json, else the
+  parameter shapes (`infer_config`); see `export_params` for what is written. Returns a summary,
+  including where the configuration came from (`config_from`).
+  """
+  checkpoint = os.fspath(checkpoint)
+  _np_dtype(dtype)
+  _check_out_dir(os.path.abspath(os.fspath(out_dir)), overwrite)
+  params, config, origin = load_for_export(checkpoint, model, mlp_activations)
+  summary = export_params(params, config, out_dir, dtype=dtype, vocab=vocab, overwrite=overwrite,
+                          source=checkpoint)
+  return {**summary, "config_from": origin}
 
 
 # ---------------------------------------------------------------------------------------------
