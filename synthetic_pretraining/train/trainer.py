@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from synthetic_pretraining.model import logits_loss
 from synthetic_pretraining.model import t5
 from synthetic_pretraining.train import optim
 from synthetic_pretraining.train import partitioning
@@ -47,8 +48,21 @@ class TrainState:
 @gin.configurable
 @dataclasses.dataclass
 class LossConfig:
+  """The training loss (T5X's: summed token cross-entropy + z-loss, optional label smoothing).
+
+  fused_output: the output layer and the loss as one step (`model.logits_loss`): float32 logits,
+    their gradient matmuls run in the forward pass, no logits-sized residual; False: the model's
+    logits and `optim.cross_entropy_loss` under plain autodiff (the reference).
+  chunk_length: with fused_output, the logits are formed this many target positions at a time
+    (None: all at once; a length that is not a multiple is padded with weight-0 positions).
+    Bounds the float32 logits in the step to batch × chunk_length × vocab (a quarter of the
+    [batch × length × vocab] array at the GPU goal's 512 targets).
+  """
+
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
+  fused_output: bool = True
+  chunk_length: int | None = 128
 
 
 class Trainer:
@@ -104,18 +118,25 @@ class Trainer:
     return TrainState(step=step, params=params, opt_state=opt_state)
 
   # ----------------------------------------------------------------------------------------------
-  def _forward(self, params, batch: Batch, deterministic: bool, rng=None):
+  def _forward(self, params, batch: Batch, deterministic: bool, rng=None,
+               return_hidden: bool = False):
     rngs = None if deterministic else {"dropout": rng}
     return self.model.apply(
         {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
         batch["decoder_target_tokens"], batch.get("encoder_segment_ids"),
-        batch.get("decoder_segment_ids"), deterministic=deterministic, rngs=rngs)
+        batch.get("decoder_segment_ids"), deterministic=deterministic, rngs=rngs,
+        return_hidden=return_hidden)
+
+  @staticmethod
+  def _weights(batch: Batch):
+    weights = batch.get("decoder_loss_weights")
+    if weights is None:
+      return (batch["decoder_target_tokens"] > 0).astype(jnp.float32)
+    return weights.astype(jnp.float32)
 
   def _loss_and_metrics(self, logits, batch: Batch):
-    targets = batch["decoder_target_tokens"]
-    weights = batch.get("decoder_loss_weights")
-    weights = (targets > 0).astype(jnp.float32) if weights is None else weights.astype(
-        jnp.float32)
+    """Summed loss and metric sums from full float32 logits (the unfused reference)."""
+    targets, weights = batch["decoder_target_tokens"], self._weights(batch)
     loss, z_loss, _ = optim.cross_entropy_loss(logits, targets, weights,
                                                z_loss=self.loss_config.z_loss,
                                                label_smoothing=self.loss_config.label_smoothing)
@@ -123,12 +144,24 @@ class Trainer:
     num_tokens = jnp.sum(weights)
     return loss, {"loss": loss, "z_loss": z_loss, "correct": correct, "num_tokens": num_tokens}
 
+  def _model_loss(self, params, batch: Batch, deterministic: bool, rng=None):
+    """Summed loss and metric sums of the model on `batch` (fused or not: see LossConfig)."""
+    cfg = self.loss_config
+    if not cfg.fused_output:
+      return self._loss_and_metrics(self._forward(params, batch, deterministic, rng), batch)
+    targets, weights = batch["decoder_target_tokens"], self._weights(batch)
+    hidden = self._forward(params, batch, deterministic, rng, return_hidden=True)
+    loss, z_loss, correct = logits_loss.output_cross_entropy(
+        hidden, t5.output_kernel(params, self.config), targets, weights, self.config,
+        z_loss=cfg.z_loss, label_smoothing=cfg.label_smoothing, chunk_length=cfg.chunk_length)
+    num_tokens = jnp.sum(weights)
+    return loss, {"loss": loss, "z_loss": z_loss, "correct": correct, "num_tokens": num_tokens}
+
   def _train_step_impl(self, state: TrainState, batch: Batch):
     rng = jax.random.fold_in(jax.random.PRNGKey(self.seed), state.step)
 
     def loss_fn(params):
-      logits = self._forward(params, batch, deterministic=self.config.dropout_rate == 0, rng=rng)
-      return self._loss_and_metrics(logits, batch)
+      return self._model_loss(params, batch, self.config.dropout_rate == 0, rng)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
@@ -138,8 +171,7 @@ class Trainer:
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   def _eval_step_impl(self, params, batch: Batch):
-    logits = self._forward(params, batch, deterministic=True)
-    return self._loss_and_metrics(logits, batch)[1]
+    return self._model_loss(params, batch, deterministic=True)[1]
 
   def _logits_impl(self, params, batch: Batch):
     return self._forward(params, batch, deterministic=True)
