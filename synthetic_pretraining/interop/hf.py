@@ -608,9 +608,16 @@ def tokenizer_files(vocab: str, vocab_size: int) -> dict[str, bytes]:
   else:
     raise HFCheckpointError(f"vocab={vocab!r}: expected 'byte', 't5' or the path of a "
                             "SentencePiece .model file")
-  model = _read_bytes(path)
+  try:
+    model = _read_bytes(path)
+  except Exception as e:  # OSError locally, tf.errors.* for gs:// (e.g. offline).
+    raise HFCheckpointError(f"cannot read the SentencePiece model {path} ({e}); for 't5' set "
+                            "SP_T5_SPM_PATH to a local copy, or pass --vocab PATH.model") from e
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-  processor = spm.SentencePieceProcessor(model_proto=model)
+  try:
+    processor = spm.SentencePieceProcessor(model_proto=model)
+  except Exception as e:  # sentencepiece raises RuntimeError on a corrupt model.
+    raise HFCheckpointError(f"{path}: not a SentencePiece model ({e})") from e
   size = processor.get_piece_size() + NUM_EXTRA_IDS
   if size > vocab_size:
     raise HFCheckpointError(f"{path}: {processor.get_piece_size()} pieces + {NUM_EXTRA_IDS} extra "

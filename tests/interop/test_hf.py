@@ -172,6 +172,29 @@ def test_bfloat16_export_rounds_once_and_round_trips(tmp_path):
                              hf_logits(model.float(), enc, dec_in, tgt), tgt) <= 1e-4
 
 
+def test_bfloat16_t5x_checkpoint_exports_by_its_shapes(tmp_path, capsys):
+  """A legacy T5X checkpoint (msgpack, bfloat16 arrays inline, no run_info.json): the command
+  infers the configuration from the shapes (T5's gated GELU, max distance 128)."""
+  from flax import serialization  # pylint: disable=g-import-not-at-top
+  from synthetic_pretraining import cli  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(V11, relpos_num_buckets=32, relpos_max_distance=128)
+  bf16 = {k: np.asarray(v).astype(ml_dtypes.bfloat16)
+          for k, v in param_tree.flatten(random_params(config, seed=12)).items()}
+  step_dir = tmp_path / "t5x" / "checkpoint_100"
+  step_dir.mkdir(parents=True)
+  (step_dir / "checkpoint").write_bytes(serialization.msgpack_serialize(
+      {"version": 3, "optimizer": {"target": param_tree.unflatten(bf16),
+                                   "state": {"step": np.asarray(100)}}}))
+  assert cli.main(["export", "--to", "hf", str(tmp_path / "t5x"), str(tmp_path / "hf")]) == 0
+  assert "config from parameter shapes" in capsys.readouterr().out
+  model = load_hf_model(tmp_path / "hf")
+  assert model.config.feed_forward_proj == "gated-gelu" and not model.config.scale_decoder_outputs
+  params = param_tree.unflatten({k: v.astype(np.float32) for k, v in bf16.items()})
+  enc, dec_in, tgt = padded_batch(config.vocab_size, seed=13)
+  assert max_diff_at_targets(our_logits(config, params, enc, dec_in, tgt),
+                             hf_logits(model, enc, dec_in, tgt), tgt) <= 1e-4
+
+
 # ---------------------------------------------------------------------------------------------
 # Import: a model transformers built and saved -> our model.
 
