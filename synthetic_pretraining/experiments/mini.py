@@ -1,248 +1,404 @@
-"""The CPU mini-experiment: the paper's pipeline at laptop scale, end to end.
+"""The mini-study: does the paper's effect show on a laptop? (`synthetic-pretraining mini`)
 
-`synthetic-pretraining mini [--out DIR] [--seeds N] [--raw_data_dir DIR] [--gin.KNOB=VALUE]`
+`synthetic-pretraining mini [--out DIR] [--profile cpu|gpu|smoke] [--seeds N] [--workers K]
+[--raw_data_dir DIR] [--gin_file F] [--gin.study.KNOB=VALUE]`
 
-1. prepares the downstream tasks from their official raw files (a local folder: `--raw_data_dir`,
-   env SP_RAW_DATA_DIR, or ../shared/data beside the repository; else a download) and writes a
-   short-example subset of each (length and count limits below);
-2. pre-trains the tiny T5 on each synthetic task (Set and Identity by default) and naturally (T5 span
-   corruption on the natural corpus);
-3. fine-tunes every pre-trained model, and one from scratch, on each downstream task, with
-   teacher-forced validation accuracy and decoding + metrics on the test subset every eval period;
-4. turns the runs into the paper's table: per task, the test metric at the step of best validation
-   accuracy, and % of benefit = 100·(S_method − S_scratch)/(S_natural − S_scratch), with a plot.
+The paper's claim is three numbers — LIME 67 %, Set 65 % and Set's parameter statistics 39 % of the
+benefit of natural pre-training. This command measures the same quantities at a scale that fits
+the 2-core CPU (the `cpu` profile, the default: `gin/experiments/study/cpu.gin`) or one GPU
+(`gpu`), with paired seeds and bootstrap confidence intervals:
 
-Everything runs in one process on the byte vocabulary (no SentencePiece model needed). Sizes,
-steps and seeds are gin knobs of `mini_experiment` (gin/experiments/mini.gin holds the defaults).
-Scale choices (not the paper's): synthetic sequences of 10–60 printable-ASCII byte symbols (the
-symbols of the byte-level downstream text), a constant pre-training rate of 0.03 (the paper's
-1/√max(step, 10⁴) is a flat 0.01 over its first 10k steps; the tiny model needs ~1k steps at 0.03
-to learn Identity; 800 steps here), fine-tuning at 0.01, downstream examples of at most 63 bytes.
-Finished runs are skipped and interrupted ones resume, so re-running the command is cheap.
-Where no downstream data can be had, it says how to provide them and still pre-trains.
+1. **Data.** `prepare` turns the official raw files (`--raw_data_dir`, else ../shared/data beside
+   the repository) into splits; `study_data` cuts byte-sized study tasks from them (see there:
+   `squad_window`, `retrosynthesis`, `webqsp`, `code_translation`).
+2. **Pre-training** (one run per row, seed 0): natural = T5 span corruption on the natural corpus
+   (Wikipedia summaries); Set; LIME (the `lime` mixture); Identity. Synthetic rows use sequences of
+   printable-ASCII byte symbols (those of the downstream text).
+3. **Fine-tuning**, `seeds` seeds per row and task, paired: seed s of every row has the same data
+   order and dropout seed. Rows: from_scratch; natural; set; lime; identity (weight transfer from
+   the pre-trained run); set_statistics (default init re-drawn from the Set checkpoint's
+   per-tensor statistics: `per_param_grouping___init_scale`, the paper's "Per Param Scale");
+   pre_attn_ln (every pre-attention layer-norm scale set to a constant, Table 3). Learning rate
+   `constant * linear_decay` to zero; scored at the last step (no checkpoint selection).
+4. **Scoring** at the last step (`train.evaluation.TestSetEvaluator`): per test example the
+   teacher-forced target loss (the primary metric: loss per target byte, EOS included) and greedy
+   predictions (exact match, token F1, chrF); the copy baseline (prediction = input) where it
+   applies.
+5. **Statistics** (`study_stats`): % of benefit per task and as the ratio of summed gains over the
+   tasks where natural beats scratch by more than two standard errors (paired bootstrap over test
+   examples and seeds; decided on the natural and scratch rows only); 95 % intervals.
+6. **Output** under `--out` (default runs/mini): `results/results.md`, `results/results.csv`,
+   `results/benefit.png`, `results/summary.json`, the per-phase wall times, and run folders
+   `pretrain/<row>/`, `finetune/<row>/<task>/seed_<s>/` (checkpoints, metrics.jsonl,
+   test_eval.npz). Re-running skips finished runs (a run is finished when its `test_eval.npz`,
+   or for pre-training its last checkpoint, exists).
+
+Every run is a gin configuration: the model file (`models/tiny.gin` …), the run file
+(`experiments/study/pretrain_run.gin` or `finetune_run.gin`) and bindings built from the study's
+gin-bound `StudyConfig` (what a person would type as `--gin.KEY=VALUE`); each worker process parses
+them afresh with `train.main.run_from_gin`. Tasks are registered explicitly in each worker for the
+byte vocabulary (`study_data.register_worker_tasks`). Workers are separate processes with
+`threads_per_worker` XLA/TF threads each: on 2 cores, two 1-thread workers gave more runs per hour
+than one 2-thread process.
+
+The design sweep that chose the defaults is in docs/mini_study.md, with the commands that
+reproduce it.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import json
+import multiprocessing
 import os
 import pathlib
 import sys
 import time
-from typing import Mapping, Sequence
+import traceback
+from typing import Any, Mapping, Sequence
 
 import gin
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-NATURAL = "natural"
-SCRATCH = "from_scratch"
+SCRATCH, NATURAL = "from_scratch", "natural"
+ALL_ROWS = (SCRATCH, NATURAL, "set", "lime", "identity", "set_statistics", "pre_attn_ln")
+PRETRAIN_TASKS = {NATURAL: "study_natural", "set": "set", "lime": "lime",
+                  "identity": "identity"}
+PAPER = {"lime": 67, "set": 65, "set_statistics": 39}
+PROFILES = {"cpu": "experiments/study/cpu.gin", "gpu": "experiments/study/gpu.gin",
+            "smoke": "experiments/study/smoke.gin"}
 
 
 def _log(message: str) -> None:
   print(f"[mini {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _default_raw_dir() -> str | None:
-  env = os.environ.get("SP_RAW_DATA_DIR")
-  if env:
-    return env
-  return str(SHARED_DATA) if SHARED_DATA.is_dir() else None
+@gin.configurable(module="study")
+@dataclasses.dataclass
+class StudyConfig:
+  """What the study runs (bound by gin/experiments/study/*.gin)."""
+  tasks: Sequence[str] = ("squad_window", "retrosynthesis", "webqsp")
+  rows: Sequence[str] = ALL_ROWS
+  seeds: int = 3
+  workers: int = 2
+  threads_per_worker: int = 1
+  model_gin: str = "models/tiny.gin"
+  model_bindings: Sequence[str] = ("DROPOUT_RATE = 0.1",)
+  # Data: per task (max input bytes, max target bytes); examples per split.
+  byte_limits: Mapping[str, Sequence[int]] = (("squad_window", (127, 31)),
+                                              ("retrosynthesis", (63, 63)),
+                                              ("webqsp", (63, 63)),
+                                              ("code_translation", (63, 63)))
+  num_examples: Mapping[str, int] = (("train", 20000), ("validation", 500), ("test", 1000))
+  # Pre-training: steps per row, learning rate, batch, lengths.
+  pretrain_steps: Mapping[str, int] = ((NATURAL, 1500), ("set", 300), ("lime", 300),
+                                       ("identity", 300))
+  pretrain_learning_rate: float = 0.03
+  pretrain_batch_size: int = 32
+  natural_lengths: Mapping[str, int] = (("inputs", 128), ("targets", 32))
+  natural_mean_noise_span: float = 3.0
+  synthetic_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64))
+  synthetic_length_range: Sequence[int] = (10, 60)
+  # Fine-tuning.
+  finetune_steps: int = 300
+  finetune_learning_rate: float = 0.01
+  finetune_batch_size: int = 32
+  transfer_mode: str = "all_but_embedding"
+  statistics_init_id: str = "per_param_grouping___init_scale"
+  pre_attn_ln_value: float = 0.4
+  decode: bool = True
+  # Statistics.
+  bootstrap_replicates: int = 2000
+  separation_z: float = 2.0
+
+  def __post_init__(self):
+    unknown = sorted(set(self.rows) - set(ALL_ROWS))
+    if unknown or SCRATCH not in self.rows or NATURAL not in self.rows:
+      raise ValueError(f"study.StudyConfig.rows = {list(self.rows)}: every row must be one of "
+                       f"{list(ALL_ROWS)}, and from_scratch and natural are required")
+    if self.seeds < 1 or self.workers < 1 or self.threads_per_worker < 1:
+      raise ValueError(f"study.StudyConfig: seeds ({self.seeds}), workers ({self.workers}) and "
+                       f"threads_per_worker ({self.threads_per_worker}) must be ≥ 1")
+    if "set_statistics" in self.rows and "set" not in dict(self.pretrain_steps):
+      raise ValueError("row set_statistics needs the Set pre-training (pretrain_steps['set'])")
+
+  def lengths(self, task: str) -> dict[str, int]:
+    inputs, targets = dict(self.byte_limits)[task]
+    return {"inputs": _round_up(inputs + 1, 8), "targets": _round_up(targets + 1, 8)}
 
 
-def prepare_subsets(tasks: Sequence[str], out_dir: str, raw_dir: str | None,
-                    max_input_bytes: int, max_target_bytes: int,
-                    max_examples: Mapping[str, int]) -> list[str]:
-  """Prepares each task and writes its short-example subset; returns the tasks that succeeded."""
-  from synthetic_pretraining.data import prepare  # pylint: disable=g-import-not-at-top
-  full_dir = os.path.join(out_dir, "data", "prepared")
-  mini_dir = os.path.join(out_dir, "data", "mini")
-  ready = []
-  for task in tasks:
+def _round_up(value: int, multiple: int) -> int:
+  return -(-value // multiple) * multiple
+
+
+# --------------------------------------------------------------------------------------------
+# The runs.
+
+
+@dataclasses.dataclass
+class Run:
+  key: str
+  model_dir: str
+  gin_files: list
+  bindings: list
+  deps: list
+  done_marker: str
+  phase: str
+
+
+def _literal(value: Any) -> str:
+  return repr(value if not isinstance(value, tuple) else list(value))
+
+
+def plan_runs(cfg: StudyConfig, out_dir: str, data_dir: str) -> list[Run]:
+  """Every pre-training and fine-tuning run of the study, with its gin files and bindings."""
+  runs = []
+  pretrain_steps = dict(cfg.pretrain_steps)
+  common = list(cfg.model_bindings) + [f"STUDY_DATA_DIR = {_literal(data_dir)}",
+                                       f"NATURAL_MEAN_NOISE_SPAN = {cfg.natural_mean_noise_span}",
+                                       f"SYNTHETIC_LENGTH_RANGE = "
+                                       f"{_literal(tuple(cfg.synthetic_length_range))}"]
+  needed = {r for r in cfg.rows if r in PRETRAIN_TASKS}
+  if "set_statistics" in cfg.rows:
+    needed.add("set")
+  for row in sorted(needed):
+    steps = pretrain_steps[row]
+    model_dir = os.path.join(out_dir, "pretrain", row)
+    lengths = dict(cfg.natural_lengths if row == NATURAL else cfg.synthetic_lengths)
+    runs.append(Run(
+        key=f"pretrain/{row}", model_dir=model_dir,
+        gin_files=[cfg.model_gin, "experiments/study/pretrain_run.gin"],
+        bindings=common + [f"MODEL_DIR = {_literal(model_dir)}",
+                           f"MIXTURE_OR_TASK_NAME = {_literal(PRETRAIN_TASKS[row])}",
+                           f"TASK_FEATURE_LENGTHS = {_literal(lengths)}",
+                           f"TRAIN_STEPS = {steps}", f"BATCH_SIZE = {cfg.pretrain_batch_size}",
+                           f"LEARNING_RATE = {cfg.pretrain_learning_rate}"],
+        deps=[], done_marker=os.path.join(model_dir, "checkpoints", str(steps)),
+        phase=f"pretrain/{row}"))
+  from synthetic_pretraining.experiments import study_data  # pylint: disable=g-import-not-at-top
+  for task in cfg.tasks:
+    for seed in range(cfg.seeds):
+      for row in cfg.rows:
+        model_dir = os.path.join(out_dir, "finetune", row, task, f"seed_{seed}")
+        bindings = common + [
+            f"MODEL_DIR = {_literal(model_dir)}",
+            f"MIXTURE_OR_TASK_NAME = {_literal(study_data.study_task_name(task))}",
+            f"TASK_FEATURE_LENGTHS = {_literal(cfg.lengths(task))}",
+            f"TRAIN_STEPS = {cfg.finetune_steps}", f"BATCH_SIZE = {cfg.finetune_batch_size}",
+            f"LEARNING_RATE = {cfg.finetune_learning_rate}", f"SEED = {seed}",
+            f"DECODE = {cfg.decode}"]
+        deps = []
+        if row in PRETRAIN_TASKS:
+          bindings += [f"INITIAL_CHECKPOINT_PATH = "
+                       f"{_literal(os.path.join(out_dir, 'pretrain', row))}",
+                       f"TRANSFER_MODE = {_literal(cfg.transfer_mode)}"]
+          deps.append(f"pretrain/{row}")
+        elif row == "set_statistics":
+          bindings += [f"INIT_ID = {_literal(cfg.statistics_init_id)}",
+                       f"STATISTICS_CHECKPOINT = "
+                       f"{_literal(os.path.join(out_dir, 'pretrain', 'set'))}"]
+          deps.append("pretrain/set")
+        elif row == "pre_attn_ln":
+          bindings += [f"PRE_ATTN_LN_VALUE = {cfg.pre_attn_ln_value}"]
+        runs.append(Run(key=f"finetune/{row}/{task}/seed_{seed}", model_dir=model_dir,
+                        gin_files=[cfg.model_gin, "experiments/study/finetune_run.gin"],
+                        bindings=bindings, deps=deps,
+                        done_marker=os.path.join(model_dir, "test_eval.npz"),
+                        phase="finetune"))
+  return runs
+
+
+@gin.configurable(module="mini")
+def run_with_study_tasks(train_fn=gin.REQUIRED, data_dir: str = gin.REQUIRED,
+                         natural_mean_noise_span: float = 3.0):
+  """A study run (gin `main.run.function`): registers the study's tasks, then calls `train_fn`."""
+  from synthetic_pretraining.experiments import study_data  # pylint: disable=g-import-not-at-top
+  study_data.register_worker_tasks(data_dir, natural_mean_noise_span=natural_mean_noise_span)
+  return train_fn()
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes.
+
+
+def _worker_main(threads: int, cache_dir: str | None, jobs, results) -> None:
+  """A worker: limits its threads, then runs (gin files, bindings) jobs until told to stop.
+
+  Runs of one task share their compiled programs through JAX's persistent compilation cache in
+  `cache_dir` (compiling the tiny model's train step takes far longer than training it here).
+  """
+  # Thread counts must be set before jax/TF start; this is process plumbing, not run config.
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             f" --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"
+                             f" intra_op_parallelism_threads={threads}")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.threading.set_intra_op_parallelism_threads(threads)
+  tf.config.threading.set_inter_op_parallelism_threads(threads)
+  if cache_dir:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  from synthetic_pretraining.train import main as train_main  # pylint: disable=g-import-not-at-top
+  while True:
+    job = jobs.get()
+    if job is None:
+      return
+    key, gin_files, bindings = job
+    start = time.time()
     try:
-      if not os.path.exists(os.path.join(full_dir, task, "prepare_info.json")):
-        prepare.prepare_task(task, data_dir=full_dir, from_dir=raw_dir, log=_log)
-    except Exception as e:  # pylint: disable=broad-except
-      _log(f"cannot prepare {task}: {e}\n  To provide its data, put the official raw files in a "
-           f"folder and pass --raw_data_dir DIR (or set SP_RAW_DATA_DIR), or run `synthetic-"
-           f"pretraining prepare --task {task} --from DIR --data_dir {full_dir}`. Skipping its "
-           "fine-tuning runs.")
-      continue
-    counts = {}
-    for split, limit in max_examples.items():
-      source = os.path.join(full_dir, task, f"{split}.tsv")
-      if not os.path.exists(source):
-        continue
-      kept = []
-      with open(source, encoding="utf-8") as f:
-        for line in f:
-          fields = line.rstrip("\n").split("\t")
-          if (len(fields[0].encode()) <= max_input_bytes and
-              len(fields[1].encode()) <= max_target_bytes):
-            kept.append(line)
-          if len(kept) >= limit:
-            break
-      target = os.path.join(mini_dir, task, f"{split}.tsv")
-      os.makedirs(os.path.dirname(target), exist_ok=True)
-      with open(target + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(kept)
-      os.replace(target + ".tmp", target)
-      counts[split] = len(kept)
-    if not counts.get("train") or not counts.get("test"):
-      _log(f"{task}: no examples within the length limits {max_input_bytes}/{max_target_bytes} "
-           "bytes; skipping it")
-      continue
-    _log(f"{task}: mini subset {counts} (inputs ≤ {max_input_bytes} bytes, targets ≤ "
-         f"{max_target_bytes} bytes)")
-    ready.append(task)
-  os.environ["SP_DATA_DIR"] = mini_dir
-  return ready
+      _run_from_gin(train_main, gin_files, bindings)
+      results.put((key, None, time.time() - start))
+    except BaseException as e:  # pylint: disable=broad-except
+      results.put((key, f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
+                   time.time() - start))
 
 
-def _finished(model_dir: str, steps: int) -> bool:
-  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(model_dir, checkpoints.CHECKPOINT_SUBDIR)
-  return os.path.isdir(directory) and str(steps) in os.listdir(directory)
+def _run_from_gin(train_main, gin_files, bindings):
+  if hasattr(train_main, "run_from_gin"):
+    return train_main.run_from_gin(gin_files, bindings)
+  gin.clear_config()
+  train_main.parse_gin(gin_files, bindings, [train_main.DEFAULT_GIN_DIR])
+  return train_main.run()
 
 
-@gin.configurable
-def mini_experiment(out_dir: str = "runs/mini",
-                    seeds: int = 1,
-                    raw_data_dir: str | None = None,
-                    pretrain_tasks: Mapping[str, str] = (("set", "set"), ("identity", "identity"),
-                                                         (NATURAL, "natural_span_corruption")),
-                    downstream_tasks: Sequence[str] = ("code_translation", "retrosynthesis"),
-                    synthetic_length_range: tuple[int, int] = (10, 60),
-                    synthetic_alphabet: str = "printable",
-                    pretrain_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64)),
-                    pretrain_steps: int = 800,
-                    pretrain_batch_size: int = 32,
-                    pretrain_learning_rate: float = 0.03,
-                    finetune_lengths: Mapping[str, int] = (("inputs", 64), ("targets", 64)),
-                    finetune_steps: int = 400,
-                    finetune_batch_size: int = 32,
-                    finetune_learning_rate: float = 0.01,
-                    eval_period: int = 200,
-                    eval_steps: int = 8,
-                    max_input_bytes: int = 63,
-                    max_target_bytes: int = 63,
-                    num_train_examples: int = 20_000,
-                    num_validation_examples: int = 256,
-                    num_test_examples: int = 100,
-                    beam_size: int = 4,
-                    transfer_mode: str = "all_but_embedding",
-                    dropout_rate: float = 0.1,
-                    metrics: Sequence[str] = ("em", "chrf"),
-                    model_preset: str = "tiny") -> dict:
-  """Runs the whole mini-experiment; returns {metric: results table} (see module docstring)."""
-  os.environ["SP_VOCAB"] = "byte"  # Before the task registry is imported.
+def execute(runs: Sequence[Run], workers: int, threads: int,
+            cache_dir: str | None = None) -> dict[str, float]:
+  """Runs what is not finished, `workers` at a time in dependency order; returns wall times."""
+  pending = [r for r in runs if not os.path.exists(r.done_marker)]
+  finished = {r.key for r in runs if os.path.exists(r.done_marker)}
+  if len(finished):
+    _log(f"{len(finished)} of {len(runs)} runs already finished; skipping them")
+  timings: dict[str, float] = {}
+  if not pending:
+    return timings
+  context = multiprocessing.get_context("spawn")
+  jobs, results = context.Queue(), context.Queue()
+  procs = [context.Process(target=_worker_main, args=(threads, cache_dir, jobs, results), daemon=True)
+           for _ in range(min(workers, len(pending)))]
+  for p in procs:
+    p.start()
+  running: set[str] = set()
+  by_key = {r.key: r for r in pending}
+  try:
+    while pending or running:
+      ready = [r for r in pending if all(d in finished for d in r.deps)]
+      while ready and len(running) < len(procs):
+        run = ready.pop(0)
+        pending.remove(run)
+        running.add(run.key)
+        _log(f"start {run.key}")
+        jobs.put((run.key, run.gin_files, run.bindings))
+      key, error, seconds = results.get()
+      running.discard(key)
+      if error is not None:
+        raise RuntimeError(f"run {key} failed (model dir {by_key[key].model_dir}):\n{error}")
+      finished.add(key)
+      timings[key] = seconds
+      _log(f"done  {key} in {seconds:.0f} s ({len(finished)}/{len(runs)})")
+  finally:
+    for _ in procs:
+      jobs.put(None)
+    for p in procs:
+      p.join(timeout=30)
+      if p.is_alive():
+        p.terminate()
+  return timings
+
+
+# --------------------------------------------------------------------------------------------
+# Data preparation.
+
+
+def prepare_data(cfg: StudyConfig, out_dir: str, raw_dir: str | None) -> str:
+  """Prepares the downstream tasks and writes the study's splits; returns the data folder."""
   # pylint: disable=g-import-not-at-top
-  from synthetic_pretraining.data import synthetic_sources
-  from synthetic_pretraining.experiments import results
-  from synthetic_pretraining.model import t5
-  from synthetic_pretraining.train import evaluation, loop, optim
-  import synthetic_pretraining.tasks  # pylint: disable=unused-import
+  from synthetic_pretraining.data import prepare
+  from synthetic_pretraining.experiments import study_data
   # pylint: enable=g-import-not-at-top
+  full_dir = os.path.join(out_dir, "data", "prepared")
+  study_dir = os.path.join(out_dir, "data", "study")
+  limits = dict(cfg.byte_limits)
+  for task in cfg.tasks:
+    source = study_data.SOURCE_TASK[task]
+    if not os.path.exists(os.path.join(full_dir, source, "prepare_info.json")):
+      if raw_dir is None:
+        raise FileNotFoundError(
+            f"no raw data for {source}: pass --raw_data_dir DIR (a folder holding the official "
+            f"files, e.g. ../shared/data), or run `synthetic-pretraining prepare --task {source} "
+            f"--from DIR --data_dir {full_dir}` first")
+      prepare.prepare_task(source, data_dir=full_dir, from_dir=raw_dir, log=_log)
+    info = os.path.join(study_dir, task, "study_info.json")
+    wanted = {"max_input_bytes": limits[task][0], "max_target_bytes": limits[task][1]}
+    if os.path.exists(info):
+      with open(info, encoding="utf-8") as f:
+        old = json.load(f)
+      if all(old.get(k) == v for k, v in wanted.items()) and all(
+          old["counts"].get(s, 0) <= n for s, n in dict(cfg.num_examples).items()):
+        continue
+    counts = study_data.write_study_splits(task, full_dir, study_dir,
+                                           num_examples=dict(cfg.num_examples), **wanted)
+    _log(f"{task}: study splits {counts} (≤ {wanted['max_input_bytes']} input bytes, ≤ "
+         f"{wanted['max_target_bytes']} target bytes)")
+  return study_dir
 
+
+# --------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def run_study(cfg: StudyConfig, out_dir: str, raw_dir: str | None) -> dict:
+  """The whole study; returns summary.json's content."""
+  # pylint: disable=g-import-not-at-top
+  from synthetic_pretraining.experiments import study_report
+  # pylint: enable=g-import-not-at-top
   start = time.time()
   out_dir = os.path.abspath(out_dir)
-  pretrain_tasks = dict(pretrain_tasks)
-  pretrain_lengths, finetune_lengths = dict(pretrain_lengths), dict(finetune_lengths)
-  raw_data_dir = raw_data_dir or _default_raw_dir()
-  _log(f"output: {out_dir}; raw downstream data: {raw_data_dir or '(download)'}")
-  limits = {"train": num_train_examples, "validation": num_validation_examples,
-            "test": num_test_examples}
-  ready = prepare_subsets(downstream_tasks, out_dir, raw_data_dir, max_input_bytes,
-                          max_target_bytes, limits)
-  knobs = {"length_range": tuple(synthetic_length_range)}
-  if synthetic_alphabet == "printable":  # The symbols the byte-level downstream text uses.
-    knobs["alphabet"] = [b + 3 for b in range(32, 127)]
-  elif synthetic_alphabet != "all":
-    raise ValueError(f"synthetic_alphabet must be 'printable' or 'all', got {synthetic_alphabet!r}")
-  synthetic_knobs = {task: dict(knobs) for task in pretrain_tasks.values()
-                     if task != "natural_span_corruption"}
-  with gin.unlock_config():
-    gin.bind_parameter("synthetic_pretraining.generator_knobs.knobs", synthetic_knobs)
-  config = t5.get_config(model_preset, dropout_rate=dropout_rate)
-  timings = {}
+  os.makedirs(out_dir, exist_ok=True)
+  phases = {}
+  t0 = time.time()
+  data_dir = prepare_data(cfg, out_dir, raw_dir)
+  phases["preparation"] = time.time() - t0
+  runs = plan_runs(cfg, out_dir, data_dir)
+  t0 = time.time()
+  timings = execute(runs, cfg.workers, cfg.threads_per_worker,
+                    cache_dir=os.path.join(out_dir, "jax_cache"))
+  phases["training (wall, all workers)"] = time.time() - t0
+  for key, seconds in timings.items():
+    phase = key.split("/")[0] if key.startswith("finetune") else key
+    phases[f"{phase} (worker seconds)"] = phases.get(f"{phase} (worker seconds)", 0) + seconds
+  t0 = time.time()
+  summary = study_report.report(cfg, out_dir, data_dir, phases=phases)
+  phases["tables"] = time.time() - t0
+  summary["wall_seconds"] = time.time() - start
+  summary["phases"] = phases
+  study_report.write_summary(out_dir, summary)
+  _log(f"finished in {summary['wall_seconds'] / 60:.1f} min; results in "
+       f"{os.path.join(out_dir, 'results')}")
+  return summary
 
-  for seed in range(seeds):
-    seed_dir = os.path.join(out_dir, f"seed_{seed}")
-    for method, task in pretrain_tasks.items():
-      model_dir = os.path.join(seed_dir, "pretrain", method)
-      if _finished(model_dir, pretrain_steps):
-        _log(f"pre-training {method} (seed {seed}) already done: {model_dir}")
-        continue
-      _log(f"pre-training {method} on {task} (seed {seed}) → {model_dir}")
-      t0 = time.time()
-      loop.train(model_dir=model_dir, model_config=config, mixture_or_task_name=task,
-                 task_feature_lengths=pretrain_lengths, train_steps=pretrain_steps,
-                 batch_size=pretrain_batch_size, seed=seed, data_seed=seed,
-                 learning_rate_fn=optim.learning_rate_schedule("constant",
-                                                               pretrain_learning_rate),
-                 eval_period=pretrain_steps, eval_steps=eval_steps,
-                 checkpoint_period=pretrain_steps, log_period=max(pretrain_steps // 5, 1),
-                 z_loss=0.0)
-      timings[f"pretrain/{method}/seed_{seed}"] = time.time() - t0
-    for task in ready:
-      for method in [SCRATCH] + list(pretrain_tasks):
-        model_dir = os.path.join(seed_dir, "finetune", method, task)
-        os.makedirs(model_dir, exist_ok=True)
-        with open(os.path.join(model_dir, "run.json"), "w", encoding="utf-8") as f:
-          json.dump({"method": method, "task": task, "seed": seed}, f)
-        if _finished(model_dir, finetune_steps):
-          _log(f"fine-tuning {method} → {task} (seed {seed}) already done")
-          continue
-        init = None if method == SCRATCH else os.path.join(seed_dir, "pretrain", method)
-        _log(f"fine-tuning {method} → {task} (seed {seed}) → {model_dir}")
-        t0 = time.time()
-        evaluator = evaluation.InferenceEvaluator(
-            mixture_or_task_name=task, task_feature_lengths=finetune_lengths, split="test",
-            num_examples=num_test_examples, batch_size=min(num_test_examples, 100),
-            beam_size=beam_size, write_n_results=3)
-        loop.train(model_dir=model_dir, model_config=config, mixture_or_task_name=task,
-                   task_feature_lengths=finetune_lengths, train_steps=finetune_steps,
-                   batch_size=finetune_batch_size, seed=seed, data_seed=seed,
-                   learning_rate_fn=optim.learning_rate_schedule("constant",
-                                                                 finetune_learning_rate),
-                   eval_period=eval_period, eval_steps=eval_steps, checkpoint_period=eval_period,
-                   keep_checkpoints=1, log_period=max(finetune_steps // 4, 1), z_loss=1e-4,
-                   initial_checkpoint_path=init, transfer_mode=transfer_mode,
-                   inference_evaluator=evaluator)
-        timings[f"finetune/{method}/{task}/seed_{seed}"] = time.time() - t0
-  del synthetic_sources  # imported for its gin configurables
 
-  tables = {}
-  run_dirs = [os.path.join(out_dir, f"seed_{s}", "finetune") for s in range(seeds)]
-  if ready:
-    for metric in metrics:
-      runs = results.load_runs(run_dirs, {task: metric for task in ready})
-      table = results.build_table(runs, natural=NATURAL, scratch=SCRATCH,
-                                  methods=[m for m in pretrain_tasks if m != NATURAL],
-                                  tasks=list(ready), metrics={t: metric for t in ready})
-      paths = results.write_report(table, os.path.join(out_dir, "results", metric))
-      tables[metric] = table
-      print(f"\n## Mini-experiment: % of the benefit of natural pre-training ({metric})\n")
-      print(results.format_markdown(table))
-      print(f"(written: {', '.join(sorted(paths.values()))})")
-  total = time.time() - start
-  summary = {"wall_seconds": total, "timings": timings, "tasks": list(ready), "seeds": seeds}
-  with open(os.path.join(out_dir, "mini_summary.json"), "w", encoding="utf-8") as f:
-    json.dump(summary, f, indent=1)
-  _log(f"finished in {total / 60:.1f} min; outputs under {out_dir}")
-  return tables
+def _default_raw_dir() -> str | None:
+  return str(SHARED_DATA) if SHARED_DATA.is_dir() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="synthetic-pretraining mini", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--out", default=None, help="output folder (default runs/mini)")
-  parser.add_argument("--seeds", type=int, default=None, help="number of seeds (mean ± std)")
+  parser.add_argument("--out", default="runs/mini", help="output folder (default runs/mini)")
+  parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
+                      help="study size: cpu (2 cores, ~30 min), gpu (one H100/H200), smoke")
+  parser.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds per row")
+  parser.add_argument("--workers", type=int, default=None, help="worker processes")
   parser.add_argument("--raw_data_dir", default=None,
-                      help="folder with the downstream tasks' official raw files")
-  parser.add_argument("--gin_file", action="append", default=None,
-                      help="gin files (default experiments/mini.gin)")
+                      help="folder with the downstream tasks' official raw files "
+                           "(default: ../shared/data beside the repository)")
+  parser.add_argument("--gin_file", action="append", default=[],
+                      help="extra gin files (after the profile's)")
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   bindings = []
   for flag in rest:
@@ -250,11 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
       key, value = flag[len("--gin."):].split("=", 1)
       bindings.append(f"{key} = {value}")
     else:
-      parser.error(f"unrecognised argument {flag!r}")
+      parser.error(f"unrecognised argument {flag!r} (gin bindings are --gin.KEY=VALUE)")
+  for name, value in (("seeds", args.seeds), ("workers", args.workers)):
+    if value is not None:
+      if value < 1:
+        parser.error(f"--{name} must be ≥ 1, got {value}")
+      bindings.append(f"study.StudyConfig.{name} = {value}")
   from synthetic_pretraining.train import main as train_main  # pylint: disable=g-import-not-at-top
-  train_main.parse_gin(args.gin_file or ["experiments/mini.gin"], bindings,
+  train_main.parse_gin([PROFILES[args.profile]] + args.gin_file, bindings,
                        [train_main.DEFAULT_GIN_DIR])
-  overrides = {k: v for k, v in (("out_dir", args.out), ("seeds", args.seeds),
-                                 ("raw_data_dir", args.raw_data_dir)) if v is not None}
-  mini_experiment(**overrides)
+  cfg = StudyConfig()
+  raw_dir = args.raw_data_dir or _default_raw_dir()
+  run_study(cfg, args.out, raw_dir)
   return 0

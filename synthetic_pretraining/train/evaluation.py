@@ -154,3 +154,97 @@ def _checkpoint_step(path: str) -> int:
   name = os.path.basename(os.path.normpath(path))
   digits = name.split("_")[-1]
   return int(digits) if digits.isdigit() else 0
+
+
+@gin.configurable
+class TestSetEvaluator:
+  """At the run's last step: per-example teacher-forced loss on a whole split, and greedy decoding.
+
+  Called by the training loop at every evaluation point; acts only at `final_step`. Writes
+  `<model_dir>/test_eval.npz` with, per example of the split in file order, the summed target
+  cross-entropy (nats, no z-loss, no label smoothing) `loss_sum`, the number of target tokens
+  (EOS included) `num_tokens`, and, when `decode` is set, the greedy predictions `predictions`
+  (decoded text) — the mini-study's raw material for paired statistics — then appends the split's
+  loss per target token and token accuracy to metrics.jsonl (group "test_eval").
+  """
+
+  def __init__(self, mixture_or_task_name: str = gin.REQUIRED,
+               task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+               final_step: int = gin.REQUIRED, split: str = "test", batch_size: int = 100,
+               decode: bool = True, max_decode_length: int | None = None):
+    self.name = mixture_or_task_name
+    self.lengths = dict(task_feature_lengths)
+    self.final_step = final_step
+    self.split = split
+    self.batch_size = batch_size
+    self.decode = decode
+    self.max_decode_length = max_decode_length or self.lengths["targets"]
+
+  def features(self) -> tuple[dict[str, np.ndarray], int]:
+    """The split's model features, in file order, padded to whole batches; and the real count."""
+    task = seqio.get_mixture_or_task(self.name)
+    ds = task.get_dataset(self.lengths, split=self.split, shuffle=False, num_epochs=1,
+                          use_cached=False, seed=0)
+    converter = data_input.feature_converter(pack=False)
+    ds = converter(ds, self.lengths)
+    rows = list(ds.as_numpy_iterator())
+    if not rows:
+      raise ValueError(f"the {self.split!r} split of {self.name} is empty")
+    count = len(rows)
+    padded = -(-count // self.batch_size) * self.batch_size
+    keys = [k for k in rows[0] if k in ("encoder_input_tokens", "decoder_input_tokens",
+                                        "decoder_target_tokens", "decoder_loss_weights")]
+    features = {k: np.zeros((padded,) + rows[0][k].shape, rows[0][k].dtype) for k in keys}
+    for i, row in enumerate(rows):
+      for k in keys:
+        features[k][i] = row[k]
+    return features, count
+
+  def __call__(self, *, trainer, params, step: int, model_dir: str) -> dict[str, float]:
+    if step != self.final_step:
+      return {}
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    features, count = self.features()
+
+    def per_example(params, batch):
+      logits = trainer.model.apply(
+          {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+          batch["decoder_target_tokens"], deterministic=True).astype(jnp.float32)
+      targets = batch["decoder_target_tokens"]
+      weights = batch["decoder_loss_weights"].astype(jnp.float32)
+      log_z = jax.nn.logsumexp(logits, axis=-1)
+      picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+      loss = jnp.sum((log_z - picked) * weights, axis=-1)
+      correct = jnp.sum((jnp.argmax(logits, -1) == targets) * weights, axis=-1)
+      return loss, correct, jnp.sum(weights, axis=-1)
+
+    fn = jax.jit(per_example)
+    host_params = jax.device_get(params)
+    losses, corrects, tokens, predictions = [], [], [], []
+    vocabulary = seqio.get_mixture_or_task(self.name).output_features["targets"].vocabulary
+    for start in range(0, len(features["encoder_input_tokens"]), self.batch_size):
+      batch = {k: v[start:start + self.batch_size] for k, v in features.items()}
+      loss, correct, num = jax.device_get(fn(host_params, batch))
+      losses.append(loss), corrects.append(correct), tokens.append(num)
+      if self.decode:
+        from synthetic_pretraining.train import decoding  # pylint: disable=g-import-not-at-top
+        ids = decoding.decode_tokens(trainer.model, host_params, batch["encoder_input_tokens"],
+                                     self.max_decode_length, beam_size=1)
+        predictions += [vocabulary.decode([int(i) for i in row]) for row in ids]
+    loss_sum = np.concatenate(losses)[:count].astype(np.float64)
+    num_tokens = np.concatenate(tokens)[:count].astype(np.float64)
+    correct = np.concatenate(corrects)[:count].astype(np.float64)
+    out = {"loss_sum": loss_sum, "num_tokens": num_tokens, "correct": correct}
+    if self.decode:
+      out["predictions"] = np.asarray(predictions[:count], dtype=object)
+    path = os.path.join(model_dir, "test_eval.npz")
+    with open(path + ".tmp", "wb") as f:
+      np.savez(f, **{k: (v.astype(str) if v.dtype == object else v) for k, v in out.items()})
+    os.replace(path + ".tmp", path)
+    summary = {"loss": float(loss_sum.sum() / num_tokens.sum()),
+               "accuracy": float(correct.sum() / num_tokens.sum()), "num_examples": count}
+    if jax.process_index() == 0:
+      metrics_io.append(model_dir, step, "test_eval", self.name, summary)
+    print(f"[test] step {step} {self.name}: loss/token {summary['loss']:.4f} accuracy "
+          f"{summary['accuracy']:.4f} ({count} examples)", flush=True)
+    return summary

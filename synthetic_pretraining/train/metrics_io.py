@@ -16,7 +16,7 @@ import os
 from typing import Any, Iterator
 
 METRICS_FILE = "metrics.jsonl"
-GROUPS = ("train", "training_eval", "inference_eval")
+GROUPS = ("train", "training_eval", "inference_eval", "test_eval")
 
 
 def append(model_dir: str, step: int, group: str, task: str, values: dict[str, Any]) -> None:

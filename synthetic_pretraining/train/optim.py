@@ -10,24 +10,32 @@ import optax
 
 @gin.configurable
 def learning_rate_schedule(factors: str = "constant * rsqrt_decay", base_learning_rate: float = 1.0,
-                           warmup_steps: int = 10_000) -> optax.Schedule:
-  """T5X's factor-string schedules; supported factors: constant, rsqrt_decay.
+                           warmup_steps: int = 10_000,
+                           decay_steps: int | None = None) -> optax.Schedule:
+  """T5X's factor-string schedules; supported factors: constant, rsqrt_decay, linear_decay.
 
   `constant * rsqrt_decay` with base 1.0 is the paper's pre-training schedule
   (1/√max(step, warmup): 0.01 for 10k steps, then inverse-sqrt decay); `constant` with the
-  task's learning rate is its fine-tuning schedule.
+  task's learning rate is its fine-tuning schedule. `linear_decay` multiplies by
+  max(0, 1 − step/decay_steps) (T5X's factor of that name without its offset), so a run scored at
+  its last step is scored after the rate has decayed to zero.
   """
   names = [f.strip() for f in factors.split("*") if f.strip()]
-  unknown = sorted(set(names) - {"constant", "rsqrt_decay"})
+  unknown = sorted(set(names) - {"constant", "rsqrt_decay", "linear_decay"})
   if unknown or not names:
     raise ValueError(f"unknown learning-rate factors {unknown or factors!r}; supported: "
-                     "'constant', 'rsqrt_decay' joined by '*'")
+                     "'constant', 'rsqrt_decay', 'linear_decay' joined by '*'")
+  if "linear_decay" in names and not (decay_steps and decay_steps > 0):
+    raise ValueError(f"learning-rate factor 'linear_decay' needs decay_steps > 0, got "
+                     f"{decay_steps!r}")
 
   def schedule(step):
     rate = jnp.asarray(1.0, jnp.float32)
     for name in names:
       if name == "constant":
         rate = rate * base_learning_rate
+      elif name == "linear_decay":
+        rate = rate * jnp.maximum(0.0, 1.0 - jnp.asarray(step, jnp.float32) / decay_steps)
       else:
         rate = rate * jax.lax.rsqrt(jnp.maximum(jnp.asarray(step, jnp.float32), warmup_steps))
     return rate
