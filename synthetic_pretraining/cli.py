@@ -25,6 +25,8 @@ COMMANDS = {
               "per-parameter / per-group statistics of a checkpoint, or the difference of two"),
     "mini": ("synthetic_pretraining.experiments.mini",
              "the CPU mini-experiment: pre-train, fine-tune, % of benefit table"),
+    "crash-trials": ("synthetic_pretraining.train.crash_trials",
+                     "SIGKILL-and-resume trials of a tiny run, compared bit for bit (benchmark)"),
     "export": ("synthetic_pretraining.interop.hf",
                "write a checkpoint as a Hugging Face transformers T5 folder (--to hf)"),
 }
@@ -32,7 +34,7 @@ COMMANDS = {
 
 def usage() -> str:
   lines = ["usage: synthetic-pretraining <command> [options]", "", "commands:"]
-  lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+  lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
   lines += ["", "--debug (anywhere; or SP_DEBUG=1) shows the traceback of an error."]
   return "\n".join(lines)
 
