@@ -3,9 +3,14 @@
 Installed as `synthetic_pretraining.tasks`; a T5X user writes
 `MIXTURE_OR_TASK_MODULE = "synthetic_pretraining.tasks"` (or `import synthetic_pretraining.tasks`).
 
-Vocabulary: `synthetic_pretraining.data.vocab.get_vocabulary()` — env `SP_VOCAB` = `t5` (default,
-the paper's SentencePiece model, read lazily), `byte`, or a local `.model` path — unless
-`register_all(vocabulary=…)` is called with another one. Every name below is registered for it:
+Vocabulary: explicit. `register_all(vocabulary)` (re-)registers every name below for that
+vocabulary; importing registers them for `synthetic_pretraining.data.vocab.task_vocabulary()`, the
+gin-bound choice (`task_vocabulary.name` = 't5' — the default, the paper's SentencePiece model,
+read lazily, so the import is cheap and works offline —, 'byte', or a local `.model` path; the run
+files' macro `VOCABULARY`). The training loop calls `register_all()` again at the start of every
+run, so the vocabulary bound for that run is the one its tasks use. Asking a task for data when its
+SentencePiece model cannot be read raises `vocab.VocabularyUnavailableError`, which names the file
+and the ways to provide a vocabulary. Environment variables are not read here.
 
 * the 18 simple tasks under their paper ids (identity, reverse, duplicate, first_token, last_token,
   length, set, deduplicate, longest_word, count, search, delete, sort, replace, union, intersect,
@@ -22,7 +27,8 @@ the paper's SentencePiece model, read lazily), `byte`, or a local `.model` path 
 * `natural_span_corruption`: T5 span corruption over a local natural-text corpus
   (`synthetic_pretraining.data.natural`).
 * the downstream tasks of `synthetic_pretraining.data.downstream_tasks` (cnndm_10k,
-  code_translation, mtop, retrosynthesis, squad, webqsp), with their metrics.
+  code_translation, mtop, retrosynthesis, squad, webqsp), with their metrics (data folder: gin
+  `downstream_data_dir.data_dir` = macro `DOWNSTREAM_DATA_DIR`, resolved when a dataset is built).
 
 Pre-training tasks carry no metric functions. Inputs and targets are int32 with EOS
 (`append_eos_after_trim`). nonsense_summary's ids come from its generator, which encodes the text
@@ -61,12 +67,13 @@ def register_all(vocabulary: Optional[seqio.Vocabulary] = None) -> list[str]:
   """Registers (or replaces) every task and mixture for `vocabulary`; returns their names.
 
   Args:
-    vocabulary: default `get_vocabulary()` (env SP_VOCAB).
+    vocabulary: the tasks' vocabulary; None: `vocab.task_vocabulary()` as bound in gin (default
+      T5's SentencePiece model, loaded lazily).
 
   Returns:
     The registered names.
   """
-  vocabulary = vocabulary or vocab_lib.get_vocabulary()
+  vocabulary = vocabulary or vocab_lib.task_vocabulary()
   names = synthetic.register_synthetic_tasks(vocabulary)
   natural.register_natural_task(vocabulary)
   names.append(natural.TASK_NAME)

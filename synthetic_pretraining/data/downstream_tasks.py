@@ -8,8 +8,9 @@ and appends EOS (output features `inputs`, `targets`, both `add_eos=True`). `inp
 and `targets_pretokenized` keep the raw strings.
 
 Where the files are is decided when a dataset is built, not at import or registration:
-`data_dir` passed here, else the gin binding `downstream_data_dir.data_dir`, else `$SP_DATA_DIR`,
-else `~/synthetic_pretraining_data/finetuning` (the default output of `prepare`). A missing split
+`data_dir` passed here, else the gin binding `downstream_data_dir.data_dir` (the run files' macro
+`DOWNSTREAM_DATA_DIR`), else `~/synthetic_pretraining_data/finetuning` (the default output of
+`prepare`). No environment variable is read here. A missing split
 file raises FileNotFoundError naming the path and the `prepare` command that writes it.
 
 Pipelines and metrics (SPEC §3/§4):
@@ -42,6 +43,7 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining.data import metrics
+from synthetic_pretraining.data import vocab as vocab_lib
 from synthetic_pretraining.data.downstream import common
 
 FEATURE_LENGTHS: Mapping[str, Mapping[str, int]] = {
@@ -63,17 +65,26 @@ TARGET_TEXT_MODES = ("decoded", "raw")
 
 @gin.configurable
 def downstream_data_dir(data_dir: str | None = None) -> str:
-  """Root of the prepared splits: `data_dir` (gin-bindable), `$SP_DATA_DIR`, or the default."""
-  return os.path.expanduser(data_dir) if data_dir else common.default_data_dir()
+  """Root of the prepared splits: `data_dir` (gin-bindable), else `common.DEFAULT_DATA_DIR`."""
+  return os.path.expanduser(data_dir or common.DEFAULT_DATA_DIR)
 
 
 class PreparedSplitsSource(seqio.TextLineDataSource):
   """TextLineDataSource over `<root>/<task>/<split>.tsv`, the root resolved at build time."""
 
-  def __init__(self, task: str, splits: tuple[str, ...], data_dir: str | None = None):
+  def __init__(self, task: str, splits: tuple[str, ...], data_dir: str | None = None,
+               vocabulary: seqio.Vocabulary | None = None):
     self._task = task
     self._data_dir = data_dir
+    self._vocabulary = vocabulary
     super().__init__({split: f"<data_dir>/{task}/{split}.tsv" for split in splits})
+
+  def get_dataset(self, *args, **kwargs) -> tf.data.Dataset:
+    # The task's vocabulary is loaded before its tokenising preprocessors are traced, so that an
+    # unreadable SentencePiece model is one clear error rather than a TensorFlow staging error.
+    if self._vocabulary is not None:
+      vocab_lib.ensure_available(self._vocabulary)
+    return super().get_dataset(*args, **kwargs)
 
   def split_path(self, split: str) -> str:
     root = os.path.expanduser(self._data_dir) if self._data_dir else downstream_data_dir()
@@ -87,8 +98,9 @@ class PreparedSplitsSource(seqio.TextLineDataSource):
       raise FileNotFoundError(
           f"prepared split {path} not found: run `synthetic-pretraining prepare --task "
           f"{self._task} --data_dir {os.path.dirname(os.path.dirname(path))}` (the data root "
-          f"comes from register_downstream_tasks(data_dir=…), gin `downstream_data_dir.data_dir`, "
-          f"${common.DATA_DIR_ENV} or {common.DEFAULT_DATA_DIR})")
+          f"comes from register_downstream_tasks(data_dir=…), else gin "
+          f"`downstream_data_dir.data_dir` (macro DOWNSTREAM_DATA_DIR), else "
+          f"{common.DEFAULT_DATA_DIR})")
     return [path]
 
 
@@ -162,7 +174,7 @@ def register_downstream_tasks(vocabulary: seqio.Vocabulary, data_dir: str | None
     seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=PreparedSplitsSource(task, SPLITS[task], data_dir),
+        source=PreparedSplitsSource(task, SPLITS[task], data_dir, vocabulary),
         output_features=output_features,
         preprocessors=preprocessors,
         postprocess_fn=postprocess_fn,

@@ -40,8 +40,8 @@ Files (`SyntheticFileSource`): `<data_dir>/<paper id>/{train,valid}.txt` as writ
 release's single `[ids]` list, or `[]\\t[ids]`), parsed like the release's `lime_processors`
 (strip the brackets, split on commas, int32; whitespace around ids is tolerated). A malformed line
 stops the pipeline with `<file>:<line>: malformed line, expected …`. The data directory is resolved
-when the dataset is built: argument, gin `synthetic_data_dir.path`, env `SP_SYNTHETIC_DATA_DIR`,
-else `~/synthetic_pretraining_data/pretraining`. Lines are read in file order; the Task's shuffle
+when the dataset is built: argument, gin `synthetic_data_dir.path` (the run files' macro
+`SYNTHETIC_DATA_DIR`), else `~/synthetic_pretraining_data/pretraining`. Lines are read in file order; the Task's shuffle
 buffer mixes them.
 """
 
@@ -70,7 +70,6 @@ from synthetic_pretraining.vocab_spec import VocabSpec
 DEFAULT_NUM_VALID_EXAMPLES = 10_000
 # SeedSequence entries must be non-negative; training seeds must differ from this one.
 VALIDATION_SEED = 2**32 - 1
-DATA_DIR_ENV = "SP_SYNTHETIC_DATA_DIR"
 DEFAULT_DATA_DIR = "~/synthetic_pretraining_data/pretraining"
 FILE_NAMES = {"train": "train.txt", "validation": "valid.txt"}
 
@@ -121,8 +120,8 @@ def train_streams_start_at(index: int):
 
 @gin.configurable(module="synthetic_pretraining")
 def synthetic_data_dir(path: Optional[str] = None) -> str:
-  """Folder of `<paper id>/{train,valid}.txt`: gin `path`, env SP_SYNTHETIC_DATA_DIR, default."""
-  return os.path.expanduser(path or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+  """Folder of `<paper id>/{train,valid}.txt`: gin `path` (macro SYNTHETIC_DATA_DIR), else default."""
+  return os.path.expanduser(path or DEFAULT_DATA_DIR)
 
 
 @gin.configurable(module="synthetic_pretraining")
@@ -429,7 +428,7 @@ class SyntheticFileSource(seqio.DataSource):
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(
           f"{path}: no such file. Write it with `synthetic-pretraining generate` (the data folder "
-          f"is gin synthetic_data_dir.path, else env {DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR})")
+          f"is gin synthetic_data_dir.path — macro SYNTHETIC_DATA_DIR —, else {DEFAULT_DATA_DIR})")
     ds = parse_release_lines(tf.data.TextLineDataset(path), path, self._targets_only)
     ds = ds.with_options(pipeline_options())
     if shard_info is not None and shard_info.num_shards > 1:

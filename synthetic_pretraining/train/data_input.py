@@ -22,12 +22,23 @@ from synthetic_pretraining.data import preprocessors as sp_preprocessors
 from synthetic_pretraining.data import synthetic_sources
 
 
-def import_task_modules(modules: str | list[str] | tuple[str, ...] | None) -> None:
-  """Imports the modules that register SeqIO tasks (T5X's MIXTURE_OR_TASK_MODULE)."""
+def import_task_modules(modules: str | list[str] | tuple[str, ...] | None,
+                        vocabulary: seqio.Vocabulary | None = None) -> None:
+  """Imports the modules that register SeqIO tasks (T5X's MIXTURE_OR_TASK_MODULE).
+
+  Args:
+    modules: module name(s); None or empty: nothing to import.
+    vocabulary: if given, each module that defines `register_all(vocabulary)` (as
+      `synthetic_pretraining.tasks` does) re-registers its tasks for it, whatever was registered
+      at its first import (the run files pass the gin-bound `vocab.task_vocabulary()`).
+  """
   if not modules:
     return
-  for module in [modules] if isinstance(modules, str) else modules:
-    importlib.import_module(module)
+  for name in [modules] if isinstance(modules, str) else modules:
+    module = importlib.import_module(name)
+    register = getattr(module, "register_all", None)
+    if vocabulary is not None and callable(register):
+      register(vocabulary)
 
 
 def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:

@@ -56,6 +56,7 @@ def train(*,
           train_steps: int = gin.REQUIRED,
           batch_size: int = gin.REQUIRED,
           mixture_or_task_module: str | None = "synthetic_pretraining.tasks",
+          vocabulary: Any = None,
           learning_rate_fn: Callable[[Any], Any] | None = None,
           seed: int = 0,
           data_seed: int = 42,
@@ -78,7 +79,7 @@ def train(*,
   if train_steps < 0 or batch_size <= 0:
     raise ValueError(f"train_steps ({train_steps}) must be ≥ 0 and batch_size ({batch_size}) > 0")
   partitioning.maybe_initialize_distributed()
-  data_input.import_task_modules(mixture_or_task_module)
+  data_input.import_task_modules(mixture_or_task_module, vocabulary)
   task = data_input.get_mixture_or_task(mixture_or_task_name)
   os.makedirs(model_dir, exist_ok=True)
 

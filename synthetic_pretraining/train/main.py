@@ -1,22 +1,56 @@
-"""`python -m synthetic_pretraining.train.main --gin_file=… --gin.KEY=VALUE`: T5X-like entry point.
+"""`python -m synthetic_pretraining.train --gin_file=… --gin.KEY=VALUE`: T5X-like entry point.
 
-Gin files are looked up as given, then under the search paths (default: the repository's `gin/`
-folder, so `--gin_file=runs/pretrain.gin` works from anywhere). `--gin.KEY=VALUE` adds a binding
+Gin files are looked up as given, then under the search paths (default: the gin folder shipped
+with the package, `gin/` of the source tree or `synthetic_pretraining/gin_files/` of an installed
+copy), so `--gin_file=runs/pretrain.gin` works from any folder. `include` statements are resolved
+the same way (search paths first, then the including file's folder, then the working directory)
+and each file is read once: a file included again is skipped, so the order in which files that
+include the same base are given does not matter. `--gin.KEY=VALUE` adds a binding
 (`--gin.TRAIN_STEPS=1000`, `--gin.train.seed=3`); `--gin_bindings` takes one binding per flag.
-The gin files choose what runs: they bind `run.function` (train by default; `evaluate` for eval.gin).
+The gin files choose what runs: they bind `run.function` (train by default; `evaluate` for
+eval.gin).
+
+Checks before anything runs: a command-line binding of a macro that no gin file defines
+(`--gin.TRAIN_STEP=5`) is an error naming the closest defined macros; so are unknown
+configurables or parameters (gin's own check), missing gin files and required macros left unset.
+
+`run_from_gin(gin_files, bindings)` does the same from Python (clearing gin first), so one process
+can run several runs one after another; it reads no environment variable.
+
+Environment: this command (`main`) and `synthetic_pretraining.environment` are the only places
+environment variables matter; see that module for the list (SP_VOCAB, SP_T5_SPM_PATH,
+SP_DATA_DIR, SP_SYNTHETIC_DATA_DIR, SP_NATURAL_CORPUS become the macros VOCABULARY, T5_SPM_PATH,
+DOWNSTREAM_DATA_DIR, SYNTHETIC_DATA_DIR, NATURAL_CORPUS unless the command line binds them).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import io
 import os
+import re
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import gin
+from gin import config_parser
 
-DEFAULT_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "gin")
+from synthetic_pretraining import environment
+
+
+def _default_gin_dir() -> str:
+  """The gin folder: the installed package's copy, else the source tree's `gin/`."""
+  package_copy = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "gin_files")
+  if os.path.isdir(package_copy):
+    return package_copy
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))), "gin")
+
+
+DEFAULT_GIN_DIR = _default_gin_dir()
 
 
 class GinConfigError(ValueError):
@@ -51,61 +85,169 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
   return args
 
 
-def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str]):
-  """Parses files + bindings; errors are re-raised as GinConfigError naming file or binding."""
-  _register_configurables()
-  _use_search_paths_first(search_paths)
-  resolved = []
-  for name in gin_files:
-    candidates = [name] + [os.path.join(p, name) for p in search_paths]
-    found = next((c for c in candidates if os.path.isfile(c)), None)
-    if found is None:
-      raise GinConfigError(f"gin file {name!r} not found (looked in: {candidates})")
-    resolved.append(found)
+# ---- reading gin files without side effects -----------------------------------------------------
+class _Placeholder:
+  """Stands for a configurable reference or macro while statements are only being listed."""
+
+  def __init__(self, name: str):
+    self.name = name
+
+
+class _ListingDelegate(config_parser.ParserDelegate):
+  """Parses statements without resolving references (nothing is bound or imported)."""
+
+  def configurable_reference(self, scoped_name, evaluate):
+    return _Placeholder(scoped_name)
+
+  def macro(self, macro_name):
+    return _Placeholder(macro_name)
+
+
+def _statements(text: str, name: str) -> list:
+  stream = io.StringIO(text)
+  stream.name = name
   try:
-    gin.parse_config_files_and_bindings(resolved, list(bindings), finalize_config=False)
+    return list(config_parser.ConfigParser(stream, _ListingDelegate()))
+  except SyntaxError as e:
+    raise GinConfigError(f"gin syntax error in {name}: {e}") from None
+
+
+@dataclasses.dataclass
+class _Chunk:
+  """Part of a gin file between include statements, parsed as it stands in that file."""
+  path: str
+  text: str  # Lines of other parts blanked, so gin's error locations keep the file's line numbers.
+
+
+def _find(name: str, search_paths: Sequence[str], including_dir: str | None = None) -> str | None:
+  if os.path.isabs(name):
+    return name if os.path.isfile(name) else None
+  candidates = [os.path.join(p, name) for p in search_paths if p]
+  if including_dir:
+    candidates.append(os.path.join(including_dir, name))
+  candidates.append(name)
+  return next((os.path.abspath(c) for c in candidates if os.path.isfile(c)), None)
+
+
+def _expand(path: str, search_paths: Sequence[str], seen: set[str], chunks: list[_Chunk],
+            macros: dict[str, str]) -> None:
+  """Appends the chunks of `path` (includes expanded in place, each file once) to `chunks`."""
+  real = os.path.realpath(path)
+  if real in seen:
+    return
+  seen.add(real)
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  start = 0
+  for statement in _statements("\n".join(lines), path):
+    if isinstance(statement, config_parser.BindingStatement) and not statement.arg_name:
+      name = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
+      macros.setdefault(name, f"{path}:{statement.location.line_num}")
+    if isinstance(statement, config_parser.IncludeStatement):
+      line = statement.location.line_num  # 1-based line of the include statement.
+      chunks.append(_Chunk(path, "\n".join([""] * start + lines[start:line - 1])))
+      found = _find(statement.filename, search_paths, os.path.dirname(path))
+      if found is None:
+        raise GinConfigError(
+            f"{path}:{line}: included gin file {statement.filename!r} not found (looked in "
+            f"{[p for p in search_paths if p] + [os.path.dirname(path), os.getcwd()]})")
+      _expand(found, search_paths, seen, chunks, macros)
+      start = line
+  chunks.append(_Chunk(path, "\n".join([""] * start + lines[start:])))
+
+
+def _macro_bindings(bindings: Sequence[str]) -> list[tuple[str, str]]:
+  """(macro name, binding) for each binding that sets a macro."""
+  found = []
+  for binding in bindings:
+    for statement in _statements(binding, "<command line>"):
+      if isinstance(statement, config_parser.BindingStatement) and not statement.arg_name:
+        name = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
+        found.append((name, binding))
+  return found
+
+
+def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
+              search_paths: Sequence[str] | None = None, *,
+              allow_new_macros: bool = False,
+              macro_defaults: dict[str, str] | None = None) -> list[str]:
+  """Parses files + bindings after checking them; returns the files read, in order.
+
+  Args:
+    gin_files: gin files (as given, or relative to a search path).
+    bindings: gin binding statements, applied after the files.
+    search_paths: folders for gin files and includes (default: the package's gin folder).
+    allow_new_macros: accept bindings of macros no file defines (normally an error: a misspelt
+      macro would otherwise be silently ignored).
+    macro_defaults: macro -> value (gin text) applied after the files and before `bindings`,
+      only for macros the files define (the command's environment defaults).
+
+  Returns:
+    The paths of every gin file read (includes expanded, each once).
+
+  Raises:
+    GinConfigError: naming the file, binding or macro and what was expected.
+  """
+  _register_configurables()
+  search_paths = [p for p in (search_paths or [DEFAULT_GIN_DIR]) if p]
+  chunks: list[_Chunk] = []
+  macros: dict[str, str] = {}
+  seen: set[str] = set()
+  for name in gin_files:
+    found = _find(name, search_paths)
+    if found is None:
+      raise GinConfigError(f"gin file {name!r} not found (looked in: "
+                           f"{[name] + [os.path.join(p, name) for p in search_paths]})")
+    _expand(found, search_paths, seen, chunks, macros)
+  if not allow_new_macros:
+    for macro, binding in _macro_bindings(bindings):
+      if macro not in macros:
+        close = difflib.get_close_matches(macro, list(macros), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise GinConfigError(
+            f"binding {binding.strip()!r}: no gin file defines the macro {macro} ({hint}macros "
+            f"of these files: {', '.join(sorted(macros)) or 'none'})")
+  defaults = [f"{macro} = {value}" for macro, value in (macro_defaults or {}).items()
+              if macro in macros]
+  try:
+    for chunk in chunks:
+      stream = io.StringIO(chunk.text)
+      stream.name = chunk.path
+      gin.parse_config(stream)
+    gin.parse_config(defaults + list(bindings))
+  except GinConfigError:
+    raise
   except Exception as e:  # gin raises ValueError/KeyError/SyntaxError; keep its message.
-    raise GinConfigError(f"gin configuration error in {resolved} / bindings {list(bindings)}:"
-                         f"\n{e}") from e
-  missing = unset_required_macros()
+    raise GinConfigError(f"gin configuration error in {[c.path for c in chunks][-1:] or gin_files}"
+                         f" / bindings {list(bindings)}:\n{e}") from e
+  _LAST_PARSE_MACROS.clear()
+  _LAST_PARSE_MACROS.update(macros)
+  missing = unset_required_macros(macros)
   if missing:
     raise GinConfigError(
-        f"required gin macro(s) not set: {', '.join(missing)} (gin files {resolved}); set each "
-        f"with --gin.NAME=VALUE, e.g. --gin.{missing[0]}=\"'...'\"")
+        f"required gin macro(s) not set: {', '.join(missing)} (gin files {list(gin_files)}); set "
+        f"each with --gin.NAME=VALUE, e.g. --gin.{missing[0]}=\"'...'\"")
+  return list(dict.fromkeys(c.path for c in chunks))
 
 
-def _use_search_paths_first(search_paths: Sequence[str]) -> None:
-  """Makes gin look for files (and `include`s) in our search paths before anything else.
+_LAST_PARSE_MACROS: dict[str, str] = {}
 
-  gin tries the bare relative path first, and its second reader treats the path's folder as a
-  Python package: an `include 'runs/finetune.gin'` then breaks (TypeError) whenever the working
-  directory holds an unrelated `runs/` folder, e.g. experiment outputs.
+
+def unset_required_macros(macros: Sequence[str] | None = None) -> list[str]:
+  """Those of `macros` whose value is still `%gin.REQUIRED` after parsing (T5X's required).
+
+  Args:
+    macros: macro names (default: those defined by the files of the last `parse_gin`).
   """
-  # pylint: disable=protected-access
-  prefixes = gin.config._LOCATION_PREFIXES
-  for path in reversed([p for p in search_paths if p]):
-    if path in prefixes:
-      prefixes.remove(path)
-    prefixes.insert(0, path)
-  readers = gin.config._FILE_READERS
-  for i, (reader, exists) in enumerate(readers):
-    if not getattr(exists, "_sp_safe", False):
-      def safe_exists(path, _exists=exists):
-        try:
-          return _exists(path)
-        except (TypeError, ValueError, ImportError):
-          return False
-      safe_exists._sp_safe = True
-      readers[i] = (reader, safe_exists)
-
-
-def unset_required_macros() -> list[str]:
-  """Macros whose value is still `%gin.REQUIRED` after parsing (T5X's required macros)."""
+  macros = _LAST_PARSE_MACROS if macros is None else macros
   missing = []
-  for (name, selector), values in gin.config._CONFIG.items():  # pylint: disable=protected-access
-    value = values.get("value")
-    if selector == "gin.macro" and getattr(value, "scoped_selector", "").startswith(
-        "gin.REQUIRED"):
+  for name in macros:
+    try:
+      value = gin.query_parameter(f"{name}/gin.macro.value")
+    except ValueError:
+      continue
+    if str(getattr(value, "selector", "")).startswith("gin.REQUIRED") or str(
+        getattr(value, "scoped_selector", "")).startswith("gin.REQUIRED"):
       missing.append(name)
   return sorted(missing)
 
@@ -113,6 +255,7 @@ def unset_required_macros() -> list[str]:
 def _register_configurables() -> None:
   # Importing registers every gin configurable the gin files may name.
   # pylint: disable=g-import-not-at-top,unused-import
+  from synthetic_pretraining.data import vocab
   from synthetic_pretraining.model import t5
   from synthetic_pretraining.train import evaluation
   from synthetic_pretraining.train import loop
@@ -120,18 +263,44 @@ def _register_configurables() -> None:
   from synthetic_pretraining.train import partitioning
 
 
+def _run_configured() -> Any:
+  try:
+    return run()
+  except Exception as e:
+    message = str(e)
+    if "Required bindings" in message or "No values supplied by Gin" in message:
+      raise GinConfigError(f"gin configuration incomplete:\n{message}") from e
+    raise
+
+
+def run_from_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
+                 search_paths: Sequence[str] | None = None) -> Any:
+  """Clears gin, parses `gin_files` + `bindings` with every check, runs `run.function`.
+
+  For a process that runs several runs one after another (each call starts from an empty gin
+  configuration; the task registry is re-registered for each run's vocabulary by the loop).
+  No environment variable is read.
+
+  Args:
+    gin_files: e.g. ["models/tiny.gin", "runs/pretrain.gin"].
+    bindings: e.g. ["MIXTURE_OR_TASK_NAME = 'set'", "VOCABULARY = 'byte'"].
+    search_paths: folders for gin files and includes (default: the package's gin folder).
+
+  Returns:
+    What the configured function returns (train: the final validation metrics).
+  """
+  gin.clear_config()
+  parse_gin(gin_files, bindings, search_paths)
+  return _run_configured()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_flags(sys.argv[1:] if argv is None else argv)
   search_paths = [p for p in args.gin_search_paths.split(",") if p]
-  parse_gin(args.gin_file, args.gin_bindings, search_paths)
-  try:
-    run()
-  except Exception as e:
-    message = str(e)
-    if "Required bindings" in message or "No values supplied by Gin" in message or (
-        "macro" in message.lower() and "gin" in message.lower()):
-      raise GinConfigError(f"gin configuration incomplete for {args.gin_file}:\n{message}") from e
-    raise
+  gin.clear_config()
+  parse_gin(args.gin_file, args.gin_bindings, search_paths,
+            macro_defaults=environment.gin_macro_defaults())
+  _run_configured()
   return 0
 
 

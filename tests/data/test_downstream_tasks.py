@@ -112,18 +112,20 @@ def test_mtop_end_to_end_from_official_format(tmp_path):
 
 
 def test_data_dir_is_resolved_when_the_dataset_is_built(tmp_path, monkeypatch):
-  monkeypatch.setenv(common.DATA_DIR_ENV, str(tmp_path / "nowhere"))
+  # The folder comes from gin when the dataset is built; the environment plays no part.
+  monkeypatch.setenv(common.DATA_DIR_ENV, str(write_prepared(tmp_path / "env")))
   dt.register_downstream_tasks(BYTES, suffix="_lazy_test")  # nothing is read here
-  with pytest.raises(FileNotFoundError, match=r"nowhere/retrosynthesis/train\.tsv not found: run "
-                     r"`synthetic-pretraining prepare --task retrosynthesis"):
-    examples("retrosynthesis_lazy_test", "train")
-  env_root = write_prepared(tmp_path / "env")
-  monkeypatch.setenv(common.DATA_DIR_ENV, str(env_root))
-  assert examples("retrosynthesis_lazy_test")[0]["targets_pretokenized"] == b"CO.O=C(O)c1ccccc1"
-  gin_root = write_prepared(tmp_path / "gin", {**ROWS, "retrosynthesis": [("CC", "C")]})
   try:
+    gin.bind_parameter("downstream_data_dir.data_dir", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"nowhere/retrosynthesis/train\.tsv not found: "
+                       r"run `synthetic-pretraining prepare --task retrosynthesis"):
+      examples("retrosynthesis_lazy_test", "train")
+    gin_root = write_prepared(tmp_path / "gin", {**ROWS, "retrosynthesis": [("CC", "C")]})
     gin.bind_parameter("downstream_data_dir.data_dir", str(gin_root))
     assert examples("retrosynthesis_lazy_test")[0]["targets_pretokenized"] == b"C"
+    other_root = write_prepared(tmp_path / "other")
+    gin.bind_parameter("downstream_data_dir.data_dir", str(other_root))
+    assert examples("retrosynthesis_lazy_test")[0]["targets_pretokenized"] == b"CO.O=C(O)c1ccccc1"
   finally:
     gin.clear_config()
 

@@ -118,8 +118,8 @@ def test_file_source_reads_generated_files(set_files):
     assert _take(source.get_dataset(split), 10_000) == expected
 
 
-def test_file_source_data_dir_from_env(set_files, monkeypatch, clean_gin):
-  monkeypatch.setenv(ss.DATA_DIR_ENV, str(set_files))
+def test_file_source_data_dir_from_gin(set_files, clean_gin):
+  gin.bind_parameter("synthetic_pretraining.synthetic_data_dir.path", str(set_files))
   source = ss.SyntheticFileSource("set")
   assert source.path("validation") == str(set_files / "set" / "valid.txt")
   assert len(_take(source.get_dataset("validation"), 100)) == 40

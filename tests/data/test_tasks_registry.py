@@ -33,11 +33,9 @@ BATCH = 4
 @pytest.fixture(scope="module")
 def sp_tasks():
   """The registry module, every task registered for the byte vocabulary (no network)."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setenv(vocab.VOCAB_ENV, "byte")
-    module = importlib.import_module("synthetic_pretraining.tasks")
-    module.register_all(seqio.ByteVocabulary(extra_ids=100))
-    yield module
+  module = importlib.import_module("synthetic_pretraining.tasks")
+  module.register_all(seqio.ByteVocabulary(extra_ids=100))
+  yield module
 
 
 @pytest.fixture
@@ -175,7 +173,7 @@ def test_files_variant_reads_generated_files(sp_tasks, tmp_path, monkeypatch, cl
   del sp_tasks
   generate_cli.write_task_files(registry.get_task("union", VocabSpec.byte()), tmp_path,
                                 num_examples=40, num_train=30, num_valid=8, show_progress=False)
-  monkeypatch.setenv(ss.DATA_DIR_ENV, str(tmp_path))
+  gin.bind_parameter("synthetic_pretraining.synthetic_data_dir.path", str(tmp_path))
   ds = seqio.get_dataset("union_files", LENGTHS, seqio.EncDecFeatureConverter(pack=False),
                          dataset_split="validation", shuffle=False, batch_size=BATCH)
   batch = next(ds.as_numpy_iterator())
@@ -187,15 +185,81 @@ def test_files_variant_reads_generated_files(sp_tasks, tmp_path, monkeypatch, cl
     assert row[:len(ids)].tolist() == ids
 
 
-def test_reimport_replaces_registrations(sp_tasks):
+def test_reimport_replaces_registrations(sp_tasks, clean_gin):
+  gin.bind_parameter("synthetic_pretraining.data.vocab.task_vocabulary.name", "byte")
   with pytest.MonkeyPatch.context() as patch:
-    patch.setenv(vocab.VOCAB_ENV, "byte")
     importlib.reload(sp_tasks)
     if str(REPO_ROOT) not in sys.path:
       patch.syspath_prepend(str(REPO_ROOT))
     importlib.import_module("tasks")  # The source-tree copy registers the same names again.
   assert isinstance(seqio.get_mixture_or_task("set").output_features["inputs"].vocabulary,
                     seqio.ByteVocabulary)
+
+
+def test_vocabulary_bound_in_gin_is_the_registered_one(sp_tasks, clean_gin):
+  # Registration takes the gin-bound vocabulary; a byte task then gives the generator's examples.
+  gin.bind_parameter("synthetic_pretraining.data.vocab.task_vocabulary.name", "byte")
+  sp_tasks.register_all()
+  task = seqio.get_mixture_or_task("identity")
+  assert isinstance(task.output_features["targets"].vocabulary, seqio.ByteVocabulary)
+  example = next(task.get_dataset({"inputs": 512, "targets": 512}, "train", shuffle=True,
+                                  seed=3).as_numpy_iterator())
+  inputs, targets = base.example_at(registry.get_task("identity", VocabSpec.byte()), 3, 0, 0)
+  assert example["targets"].tolist() == targets.tolist() + [1]
+  assert example["inputs"].tolist() == inputs.tolist() + [1]
+  # Re-bound to T5 (not readable offline), the same names hold T5's SentencePiece vocabulary.
+  gin.bind_parameter("synthetic_pretraining.data.vocab.task_vocabulary.name", "t5")
+  sp_tasks.register_all()
+  assert isinstance(seqio.get_mixture_or_task("identity").output_features["targets"].vocabulary,
+                    vocab.T5Vocabulary)
+  sp_tasks.register_all(seqio.ByteVocabulary(extra_ids=100))  # What the other tests expect.
+
+
+_OFFLINE_SCRIPT = textwrap.dedent("""
+    import os, sys
+    assert not [k for k in os.environ if k.startswith("SP_")], "SP_* variables must be unset"
+    import seqio
+    import synthetic_pretraining.tasks  # Offline, no environment: must import and register.
+    from synthetic_pretraining.data import vocab
+    task = seqio.get_mixture_or_task(sys.argv[1])
+    print("REGISTERED", type(task.output_features["targets"].vocabulary).__name__)
+    try:
+      ds = task.get_dataset({"inputs": 32, "targets": 32}, "train")
+      next(iter(ds))
+    except vocab.VocabularyUnavailableError as e:
+      print("CLEAR", e)
+      sys.exit(0)
+    print("NO ERROR")
+    sys.exit(1)
+""")
+
+
+@pytest.mark.parametrize("task", ["set", "code_translation"])
+def test_offline_import_then_clear_error_for_unreachable_t5_vocabulary(task, tmp_path):
+  # A fresh interpreter with no SP_* variables and every HTTP(S) request sent to a closed port:
+  # importing the registry works; asking for data names the model file and the ways to provide one.
+  env = {k: v for k, v in os.environ.items() if not k.startswith("SP_")}
+  closed = "http://127.0.0.1:9"
+  env.update(PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3", HTTPS_PROXY=closed,
+             https_proxy=closed, HTTP_PROXY=closed, http_proxy=closed, NO_GCE_CHECK="true",
+             GCE_METADATA_HOST="127.0.0.1:9", GCS_RETRY_CONFIG_MAX_RETRIES="0")
+  if task == "code_translation":  # A prepared split, so that tokenising is what fails.
+    (tmp_path / "code_translation").mkdir()
+    (tmp_path / "code_translation" / "train.tsv").write_text("a b\tc d\n")
+    code = _OFFLINE_SCRIPT.replace(
+        "task = seqio", "import gin; gin.bind_parameter('downstream_data_dir.data_dir', "
+        f"{str(tmp_path)!r})\ntask = seqio")
+  else:
+    code = _OFFLINE_SCRIPT
+  result = subprocess.run([sys.executable, "-c", code, task], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+  assert "REGISTERED T5Vocabulary" in result.stdout
+  message = result.stdout.split("CLEAR ", 1)[1]
+  assert "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model" in message
+  for remedy in ("T5_SPM_PATH", "VOCABULARY = 'byte'", "synthetic-pretraining vocab"):
+    assert remedy in message, remedy
+  assert "Traceback" not in message and len(message.splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -213,6 +277,7 @@ def test_import_from_installed_copy(tmp_path):
   code = textwrap.dedent("""
       import seqio
       import synthetic_pretraining.tasks as sp_tasks
+      sp_tasks.register_all(seqio.ByteVocabulary(extra_ids=100))
       from synthetic_pretraining.generators import native
       print("FILE", sp_tasks.__file__)
       print("NATIVE", native.module.__file__ if native.available() else "missing")
@@ -226,7 +291,7 @@ def test_import_from_installed_copy(tmp_path):
         next(iterator)
       print("STREAMED")
   """)
-  env = dict(os.environ, PYTHONPATH=str(site), SP_VOCAB="byte", TF_CPP_MIN_LOG_LEVEL="3")
+  env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

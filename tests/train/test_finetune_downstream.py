@@ -27,14 +27,15 @@ def prepared(tmp_path_factory):
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
-def test_short_finetune_writes_task_metrics(task, prepared, tmp_path, monkeypatch):
-  monkeypatch.setenv("SP_VOCAB", "byte")
-  monkeypatch.setenv("SP_DATA_DIR", str(prepared))
+def test_short_finetune_writes_task_metrics(task, prepared, tmp_path):
+  import gin
+  import seqio
   import synthetic_pretraining.tasks as registry
-  from synthetic_pretraining.data import vocab
   from synthetic_pretraining.model import t5
   from synthetic_pretraining.train import evaluation, loop, metrics_io, optim
-  registry.register_all(vocab.get_vocabulary())
+  registry.register_all(seqio.ByteVocabulary(extra_ids=100))
+  gin.clear_config()
+  gin.bind_parameter("downstream_data_dir.data_dir", str(prepared))
   lengths = {"inputs": 64, "targets": 32}
   evaluator = evaluation.InferenceEvaluator(
       mixture_or_task_name=task, task_feature_lengths=lengths,
@@ -45,6 +46,7 @@ def test_short_finetune_writes_task_metrics(task, prepared, tmp_path, monkeypatc
              batch_size=8, learning_rate_fn=optim.learning_rate_schedule("constant", 1e-3),
              eval_period=2, eval_steps=1, checkpoint_period=2, log_period=1,
              inference_evaluator=evaluator)
+  gin.clear_config()
   records = list(metrics_io.read(str(tmp_path)))
   infer = [r for r in records if r["group"] == "inference_eval"]
   assert len(infer) == 1 and infer[0]["step"] == 2 and infer[0]["task"] == task
