@@ -41,9 +41,10 @@ setuptools.setup(
         "matplotlib>=3.8",
         "msgpack>=1.0",
         "tensorstore>=0.1.60",
+        "safetensors>=0.4",
     ],
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "nbclient>=0.10", "nbformat>=5.9",
-                             "ipykernel>=6"]},
+                             "ipykernel>=6", "torch==2.13.0", "transformers>=5.25,<6"]},
     entry_points={"console_scripts": [
         "synthetic-pretraining=synthetic_pretraining.cli:main",
         "sp-train=synthetic_pretraining.train.main:console_main",
