@@ -198,7 +198,7 @@ CASES = [
          ("VOCAB_SIZE",), marks=(_ITEM_6, pytest.mark.slow), subprocess=True),
     Case("train-misspelt-macro",
          lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'", "--gin.TRAIN_STEP=5"],
-         ("TRAIN_STEP",), marks=(_ITEM_6, pytest.mark.slow)),
+         ("TRAIN_STEP", "TRAIN_STEPS")),
     Case("train-steps-not-an-integer",
          lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'", "--gin.TRAIN_STEPS='abc'"],
          ("train_steps", "'abc'"), marks=(_ITEM_6,)),
