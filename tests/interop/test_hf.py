@@ -316,6 +316,11 @@ def test_trained_checkpoint_scores_the_same_teacher_forced_accuracy(tmp_path, ca
 
   assert cli.main(["export", "--to", "hf", str(run), str(tmp_path / "hf"), "--vocab", "byte"]) == 0
   assert "run_info.json" in capsys.readouterr().out  # the run's own model config was used
+  # A step directory of the run gives the same folder.
+  assert cli.main(["export", "--to", "hf", str(run / "checkpoints" / "60"),
+                   str(tmp_path / "step")]) == 0
+  assert (tmp_path / "step" / "model.safetensors").read_bytes() == \
+      (tmp_path / "hf" / "model.safetensors").read_bytes()
   model = load_hf_model(tmp_path / "hf")
   batches = list(data_input.get_dataset("toy_copy", lengths, "validation", 16, shuffle=False,
                                         seed=42, pack=False, num_epochs=1)
