@@ -9,6 +9,7 @@ command). The tree under the test's tmp folder must be unchanged by the failed c
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import pathlib
 import shutil
@@ -39,6 +40,7 @@ class Case:
   marks: tuple = ()
   # Run as a separate process: cases that train (a crash must not take the test session down).
   subprocess: bool = False
+  patch: Callable | None = None  # monkeypatch -> None: simulates e.g. a full disk.
 
 
 def _write(path: pathlib.Path, data: bytes | str) -> None:
@@ -69,6 +71,29 @@ def _checkpoint(tmp, corrupt: bool = False):
 
 
 _CHECKPOINT_CACHE: dict[str, pathlib.Path] = {}
+
+
+def _disk_full_during_generate(monkeypatch):
+  """The split step fills the disk after writing part of the train temp file."""
+  from synthetic_pretraining.generators import cli as generate_cli  # pylint: disable=g-import-not-at-top
+
+  def split(all_path, kept, train_path, *args):
+    del all_path, kept, args
+    with open(train_path, "w", encoding="utf-8") as f:
+      f.write("[1, 2]\t[3]\n")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(train_path))
+
+  monkeypatch.setattr(generate_cli, "_split_into", split)
+
+
+def _disk_full_during_prepare(monkeypatch):
+  from synthetic_pretraining.data.downstream import common  # pylint: disable=g-import-not-at-top
+
+  def write_temp(directory, name, content):
+    del content
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / name))
+
+  monkeypatch.setattr(common, "_write_temp", write_temp)
 
 # Cases whose fix belongs to the training loop / entry point refactor (issue 14 item 6) or to
 # checkpoints.load_params, owned by another change; strict, so the fix must remove the mark.
@@ -111,6 +136,8 @@ CASES = [
          ("--vocab", "nope.model", "no such file")),
     Case("generate-out-is-a-file", lambda t: GEN + ["--out", str(t / "afile")],
          ("--out", "afile", "Not a directory"), setup=lambda t: _write(t / "afile", "x")),
+    Case("generate-disk-full", lambda t: GEN + ["--out", str(t / "out")],
+         ("--out", "No space left on device", ".train.txt"), patch=_disk_full_during_generate),
     Case("generate-negative-shard", lambda t: GEN + ["--out", str(t / "out"), "--shard", "-2"],
          ("--shard", "integer >= 0")),
     Case("generate-zero-processes",
@@ -138,6 +165,11 @@ CASES = [
          lambda t: ["prepare", "--task", "retrosynthesis", "--from", str(t / "raw"),
                     "--data_dir", str(t / "afile"), "--skip_checksums"],
          ("afile",), setup=lambda t: (_retro_raw(t), _write(t / "afile", "x"))),
+    Case("prepare-disk-full",
+         lambda t: ["prepare", "--task", "retrosynthesis", "--from", str(t / "raw"),
+                    "--data_dir", str(t / "out"), "--skip_checksums"],
+         ("No space left on device", "retrosynthesis"), setup=_retro_raw,
+         patch=_disk_full_during_prepare),
     # -- results ---------------------------------------------------------------------------------
     Case("results-missing-run-dir", lambda t: ["results", str(t / "nope"), "--out", str(t / "o")],
          ("nope", "no such run directory")),
@@ -256,6 +288,8 @@ def test_bad_input(case, tmp_path, capfd, monkeypatch):
   work.mkdir()
   if case.setup:
     case.setup(work)
+  if case.patch:
+    case.patch(monkeypatch)
   before = _tree(work)
   try:
     if case.subprocess:

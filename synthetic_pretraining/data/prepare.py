@@ -129,7 +129,16 @@ def prepare_task(task: str, *, data_dir: str | os.PathLike,
       "notes": converted.notes,
   }
   files[common.INFO_FILE] = common.json_bytes(info)
-  common.write_files_atomically(out_dir, files)
+  created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+  try:
+    common.write_files_atomically(out_dir, files)
+  except BaseException:
+    for folder in created:  # Innermost first; no skeleton folders from a failed write.
+      try:
+        folder.rmdir()
+      except OSError:
+        break
+    raise
 
   counts = "  ".join(f"{s}: {n:,}" for s, n in info["splits"].items())
   log(f"[{task}] {counts}  → {out_dir}")
