@@ -9,7 +9,8 @@ that `transformers.T5ForConditionalGeneration.from_pretrained(OUT_DIR)` loads:
   special ids (pad 0, eos 1, decoder_start 0);
 * `model.safetensors`, written with safetensors' numpy API (no torch needed), float32 or bfloat16;
 * `generation_config.json` with the same special ids;
-* a tokenizer where one fits: for seqio's `ByteVocabulary` the ByT5 tokenizer's configuration
+* a tokenizer where one fits (for the vocabulary given, else the one the run's `config.gin`
+  records, `run_vocabulary`): for seqio's `ByteVocabulary` the ByT5 tokenizer's configuration
   (its pad 0 / eos 1 / unk 2 / byte+3 ids equal seqio's; the 100 extra ids are listed so that
   `<extra_id_0>` is the highest id, as in seqio and T5, see `BYT5_TOKENIZER_CONFIG`); for a
   SentencePiece vocabulary (T5's, or a local `.model`) the model file as `spiece.model` with a
@@ -55,9 +56,11 @@ GELU), layer_norm_epsilon other than 1e-6, pad/decoder-start ids other than 0.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -571,6 +574,47 @@ def load_for_export(checkpoint: str, model: str | None = None,
   return params, config, origin
 
 
+_GIN_MACRO_RE = re.compile(r"^([A-Z_][A-Z0-9_]*)\s*=\s*(.+?)\s*$")
+_GIN_VOCAB_RE = re.compile(r"^(?:[\w.]*\.)?task_vocabulary\.(name|t5_spm_path)\s*=\s*(.+?)\s*$")
+
+
+def run_vocabulary(checkpoint: str) -> tuple[str, str | None] | None:
+  """(vocabulary name, T5 SentencePiece path) the run of `checkpoint` trained with, or None.
+
+  Read from the run's resolved `config.gin` (beside run_info.json): the binding of
+  `vocab.task_vocabulary.name` / `.t5_spm_path`, following a `%MACRO` (the run files' VOCABULARY,
+  T5_SPM_PATH). None when the run did not bind it (e.g. tasks given their own vocabulary).
+  """
+  run_info = _find_run_info(checkpoint)
+  config_gin = os.path.join(os.path.dirname(run_info), "config.gin") if run_info else None
+  if not config_gin or not os.path.isfile(config_gin):
+    return None
+  macros, bound = {}, {}
+  with open(config_gin, encoding="utf-8") as f:
+    text = re.sub(r"\\\n\s*", " ", f.read())  # gin wraps long values with a trailing backslash
+  for line in text.splitlines():
+    for regex, target in ((_GIN_MACRO_RE, macros), (_GIN_VOCAB_RE, bound)):
+      match = regex.match(line.strip())
+      if match:
+        target[match.group(1)] = match.group(2)
+
+  def value(text):
+    if text is None:
+      return None
+    if text.startswith("%"):
+      return value(macros.get(text[1:]))
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      return None
+
+  name = value(bound.get("name"))
+  if not isinstance(name, str) or not name:
+    return None
+  path = value(bound.get("t5_spm_path"))
+  return name, path if isinstance(path, str) and path else None
+
+
 BYT5_TOKENIZER_CONFIG = {
     "tokenizer_class": "ByT5Tokenizer",
     "eos_token": "</s>",
@@ -593,8 +637,10 @@ def _read_bytes(path: str) -> bytes:
     return f.read()
 
 
-def tokenizer_files(vocab: str, vocab_size: int) -> dict[str, bytes]:
-  """The tokenizer files for the project vocabulary named `vocab` ('byte', 't5' or an .model)."""
+def tokenizer_files(vocab: str, vocab_size: int,
+                    t5_spm_path: str | None = None) -> dict[str, bytes]:
+  """The tokenizer files for the project vocabulary named `vocab` ('byte', 't5' or a .model path;
+  't5' is read from `t5_spm_path`, default T5's public gs:// model)."""
   if vocab == "byte":
     if BYTE_BASE_VOCAB_SIZE + NUM_EXTRA_IDS > vocab_size:
       raise HFCheckpointError(f"vocab 'byte' needs {BYTE_BASE_VOCAB_SIZE + NUM_EXTRA_IDS} ids, the "
@@ -602,7 +648,7 @@ def tokenizer_files(vocab: str, vocab_size: int) -> dict[str, bytes]:
     return {"tokenizer_config.json": json.dumps(BYT5_TOKENIZER_CONFIG, indent=1).encode()}
   if vocab in ("", "t5"):
     from synthetic_pretraining import vocab_spec  # pylint: disable=g-import-not-at-top
-    path = os.environ.get("SP_T5_SPM_PATH") or vocab_spec.T5_SPM_PATH
+    path = t5_spm_path or vocab_spec.T5_SPM_PATH
   elif "://" in vocab or os.path.isfile(vocab):
     path = vocab
   else:
@@ -611,8 +657,8 @@ def tokenizer_files(vocab: str, vocab_size: int) -> dict[str, bytes]:
   try:
     model = _read_bytes(path)
   except Exception as e:  # OSError locally, tf.errors.* for gs:// (e.g. offline).
-    raise HFCheckpointError(f"cannot read the SentencePiece model {path} ({e}); for 't5' set "
-                            "SP_T5_SPM_PATH to a local copy, or pass --vocab PATH.model") from e
+    raise HFCheckpointError(f"cannot read the SentencePiece model {path} ({e}); for 't5' pass a "
+                            "local copy (--t5_spm_path), or --vocab PATH.model") from e
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   try:
     processor = spm.SentencePieceProcessor(model_proto=model)
@@ -639,8 +685,8 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
 
 
 def export_params(params: Mapping[str, Any], config, out_dir: Any, *, dtype: str = "float32",
-                  vocab: str | None = None, overwrite: bool = False,
-                  source: str = "parameters") -> dict:
+                  vocab: str | None = None, t5_spm_path: str | None = None,
+                  overwrite: bool = False, source: str = "parameters") -> dict:
   """Writes `params` (T5X names, `config`'s shapes) as an HF T5 folder `out_dir`.
 
   Files: config.json, model.safetensors (safetensors' numpy API; `dtype` float32 or bfloat16),
@@ -659,7 +705,7 @@ def export_params(params: Mapping[str, Any], config, out_dir: Any, *, dtype: str
                                                "eos_token_id": EOS_ID,
                                                "pad_token_id": PAD_ID}, indent=1).encode()}
   if vocab is not None:
-    files.update(tokenizer_files(vocab, config.vocab_size))
+    files.update(tokenizer_files(vocab, config.vocab_size, t5_spm_path))
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
@@ -682,20 +728,29 @@ def export_params(params: Mapping[str, Any], config, out_dir: Any, *, dtype: str
 
 
 def export_hf(checkpoint: Any, out_dir: Any, *, model: str | None = None, dtype: str = "float32",
-              vocab: str | None = None, mlp_activations=None, overwrite: bool = False) -> dict:
+              vocab: str | None = None, t5_spm_path: str | None = None, mlp_activations=None,
+              overwrite: bool = False) -> dict:
   """Exports any checkpoint the library reads (project, T5X, HF) as an HF T5 folder.
 
   The model configuration comes from `model` (a preset), else the run's run_info.json, else the
-  parameter shapes (`infer_config`); see `export_params` for what is written. Returns a summary,
-  including where the configuration came from (`config_from`).
+  parameter shapes (`infer_config`); the tokenizer from `vocab`, else the vocabulary the run's
+  config.gin records (`run_vocabulary`), else none. See `export_params` for what is written.
+  Returns a summary, including where the configuration and the vocabulary came from.
   """
   checkpoint = os.fspath(checkpoint)
   _np_dtype(dtype)
   _check_out_dir(os.path.abspath(os.fspath(out_dir)), overwrite)
   params, config, origin = load_for_export(checkpoint, model, mlp_activations)
-  summary = export_params(params, config, out_dir, dtype=dtype, vocab=vocab, overwrite=overwrite,
-                          source=checkpoint)
-  return {**summary, "config_from": origin}
+  vocab_from = "argument" if vocab is not None else None
+  if vocab is None and not is_hf_checkpoint(checkpoint):
+    recorded = run_vocabulary(checkpoint)
+    if recorded is not None:
+      vocab, recorded_path = recorded
+      t5_spm_path = t5_spm_path or recorded_path
+      vocab_from = "the run's config.gin"
+  summary = export_params(params, config, out_dir, dtype=dtype, vocab=vocab,
+                          t5_spm_path=t5_spm_path, overwrite=overwrite, source=checkpoint)
+  return {**summary, "config_from": origin, "vocab": vocab, "vocab_from": vocab_from}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,9 +773,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated activations overriding the config, e.g. 'gelu,linear'")
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                       help="dtype of the stored weights")
-  parser.add_argument("--vocab", default=os.environ.get("SP_VOCAB"),
-                      help="the run's vocabulary: 'byte', 't5' or a SentencePiece .model path "
-                      "(default: $SP_VOCAB); decides the tokenizer files; unset: none written")
+  parser.add_argument("--vocab", default=None,
+                      help="the run's vocabulary: 'byte', 't5' or a SentencePiece .model path; "
+                      "decides the tokenizer files (default: what the run's config.gin records; "
+                      "none: no tokenizer written)")
+  parser.add_argument("--t5_spm_path", default=None,
+                      help="local copy of T5's SentencePiece model for --vocab t5 (default: the "
+                      "run's T5_SPM_PATH, else gs://t5-data/…)")
   parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
   return parser
 
@@ -731,7 +790,8 @@ def main(argv: list[str] | None = None) -> int:
                  if args.mlp_activations else None)
   try:
     summary = export_hf(args.checkpoint, args.out_dir, model=args.model, dtype=args.dtype,
-                        vocab=args.vocab, mlp_activations=activations, overwrite=args.overwrite)
+                        vocab=args.vocab, t5_spm_path=args.t5_spm_path,
+                        mlp_activations=activations, overwrite=args.overwrite)
   except (HFCheckpointError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -741,8 +801,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['dtype']}; T5 {'v1.0 (tied head)' if config.logits_via_embedding else 'v1.1'}"
         f", feed_forward_proj={feed_forward_proj(config.mlp_activations)}; config from "
         f"{summary['config_from']}")
-  if args.vocab is None:
-    print("  no tokenizer written (pass --vocab byte|t5|PATH.model, or set SP_VOCAB)")
+  if summary["vocab"] is None:
+    print("  no tokenizer written: the run's config.gin records no vocabulary (pass --vocab "
+          "byte|t5|PATH.model)")
+  else:
+    print(f"  tokenizer for vocabulary {summary['vocab']!r} (from {summary['vocab_from']})")
   return 0
 
 

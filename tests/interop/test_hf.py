@@ -389,6 +389,46 @@ def test_sentencepiece_tokenizer_written_for_a_local_model(tmp_path):
     assert tokenizer.convert_tokens_to_ids(f"<extra_id_{k}>") == vocabulary.vocab_size - 1 - k
 
 
+def test_export_takes_the_vocabulary_the_run_recorded(tmp_path, capsys):
+  """A run's config.gin (gin's own config_str) names its vocabulary; the command writes the
+  matching tokenizer without being told."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from synthetic_pretraining import cli  # pylint: disable=g-import-not-at-top
+  from synthetic_pretraining.data import vocab  # pylint: disable=g-import-not-at-top,unused-import
+  config = t5.get_config("tiny")
+  run = tmp_path / "run"
+  writer = checkpoints.Checkpointer(str(run), period=1)
+  writer.save(5, {"step": 5, "params": random_params(config, 0)}, force=True)
+  writer.close()
+  (run / "run_info.json").write_text(json.dumps(
+      {"model_config": {k: list(v) if isinstance(v, tuple) else v
+                        for k, v in dataclasses.asdict(config).items()}}))
+  spm_file = os.path.join(os.path.dirname(seqio.__file__), "test_data", "sentencepiece",
+                          "sentencepiece.model")
+  gin.clear_config()
+  try:
+    for name, path in (("byte", None), ("t5", spm_file)):
+      gin.parse_config([f"VOCABULARY = {name!r}", f"T5_SPM_PATH = {path!r}",
+                        "vocab.task_vocabulary.name = %VOCABULARY",
+                        "vocab.task_vocabulary.t5_spm_path = %T5_SPM_PATH"])
+      (run / "config.gin").write_text(gin.config_str())
+      gin.clear_config()
+      assert hf.run_vocabulary(str(run / "checkpoints" / "5")) == (name, path)
+  finally:
+    gin.clear_config()
+  (run / "config.gin").write_text(gin.config_str() + "VOCABULARY = 'byte'\n"
+                                  "vocab.task_vocabulary.name = %VOCABULARY\n")
+  assert cli.main(["export", "--to", "hf", str(run), str(tmp_path / "hf")]) == 0
+  assert "vocabulary 'byte' (from the run's config.gin)" in capsys.readouterr().out
+  assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())[
+      "tokenizer_class"] == "ByT5Tokenizer"
+  (run / "config.gin").write_text("")
+  assert hf.run_vocabulary(str(run)) is None
+  assert cli.main(["export", "--to", "hf", str(run), str(tmp_path / "none")]) == 0
+  assert "no tokenizer written" in capsys.readouterr().out
+  assert not (tmp_path / "none" / "tokenizer_config.json").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: each error names the field or the tensor.
 
