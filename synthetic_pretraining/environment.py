@@ -78,3 +78,17 @@ def distributed_settings() -> dict:
 
 def describe() -> str:
   return ", ".join(f"{name}={os.environ[name]!r}" for name in ALL if os.environ.get(name)) or "none"
+
+
+def limit_threads(threads: int) -> None:
+  """Caps XLA's CPU threads of THIS process (call before jax starts; mini-study workers).
+
+  Process plumbing, not run configuration: it sets `XLA_FLAGS` (keeping flags already there) and
+  quiets TensorFlow's C++ logs, so that K single-threaded workers share K cores without
+  oversubscription.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  multi = "true" if threads > 1 else "false"
+  os.environ["XLA_FLAGS"] = (f"{flags} --xla_cpu_multi_thread_eigen={multi} "
+                             f"intra_op_parallelism_threads={threads}").strip()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

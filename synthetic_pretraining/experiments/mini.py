@@ -37,7 +37,7 @@ Every run is a gin configuration: the model file (`models/tiny.gin` …), the ru
 (`experiments/study/pretrain_run.gin` or `finetune_run.gin`) and bindings built from the study's
 gin-bound `StudyConfig` (what a person would type as `--gin.KEY=VALUE`); each worker process parses
 them afresh with `train.main.run_from_gin`. Tasks are registered explicitly in each worker for the
-byte vocabulary (`study_data.register_worker_tasks`). Workers are separate processes with
+vocabulary of the run files' `VOCABULARY` macro (byte) (`study_data.register_worker_tasks`). Workers are separate processes with
 `threads_per_worker` XLA/TF threads each: on 2 cores, two 1-thread workers gave more runs per hour
 than one 2-thread process.
 
@@ -212,11 +212,12 @@ def plan_runs(cfg: StudyConfig, out_dir: str, data_dir: str) -> list[Run]:
 
 
 @gin.configurable(module="mini")
-def run_with_study_tasks(train_fn=gin.REQUIRED, data_dir: str = gin.REQUIRED,
-                         natural_mean_noise_span: float = 3.0):
+def run_with_study_tasks(train_fn=gin.REQUIRED, vocabulary=gin.REQUIRED,
+                         data_dir: str = gin.REQUIRED, natural_mean_noise_span: float = 3.0):
   """A study run (gin `main.run.function`): registers the study's tasks, then calls `train_fn`."""
   from synthetic_pretraining.experiments import study_data  # pylint: disable=g-import-not-at-top
-  study_data.register_worker_tasks(data_dir, natural_mean_noise_span=natural_mean_noise_span)
+  study_data.register_worker_tasks(vocabulary, data_dir,
+                                   natural_mean_noise_span=natural_mean_noise_span)
   return train_fn()
 
 
@@ -230,11 +231,8 @@ def _worker_main(threads: int, cache_dir: str | None, jobs, results) -> None:
   Runs of one task share their compiled programs through JAX's persistent compilation cache in
   `cache_dir` (compiling the tiny model's train step takes far longer than training it here).
   """
-  # Thread counts must be set before jax/TF start; this is process plumbing, not run config.
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             f" --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"
-                             f" intra_op_parallelism_threads={threads}")
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from synthetic_pretraining import environment  # pylint: disable=g-import-not-at-top
+  environment.limit_threads(threads)  # Before jax/TF start.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -251,19 +249,11 @@ def _worker_main(threads: int, cache_dir: str | None, jobs, results) -> None:
     key, gin_files, bindings = job
     start = time.time()
     try:
-      _run_from_gin(train_main, gin_files, bindings)
+      train_main.run_from_gin(gin_files, bindings)
       results.put((key, None, time.time() - start))
     except BaseException as e:  # pylint: disable=broad-except
       results.put((key, f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
                    time.time() - start))
-
-
-def _run_from_gin(train_main, gin_files, bindings):
-  if hasattr(train_main, "run_from_gin"):
-    return train_main.run_from_gin(gin_files, bindings)
-  gin.clear_config()
-  train_main.parse_gin(gin_files, bindings, [train_main.DEFAULT_GIN_DIR])
-  return train_main.run()
 
 
 def execute(runs: Sequence[Run], workers: int, threads: int,
@@ -383,7 +373,9 @@ def run_study(cfg: StudyConfig, out_dir: str, raw_dir: str | None) -> dict:
 
 
 def _default_raw_dir() -> str | None:
-  return str(SHARED_DATA) if SHARED_DATA.is_dir() else None
+  from synthetic_pretraining import environment  # pylint: disable=g-import-not-at-top
+  return environment.get(environment.RAW_DATA_DIR) or (
+      str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -392,11 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--out", default="runs/mini", help="output folder (default runs/mini)")
   parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
                       help="study size: cpu (2 cores, ~30 min), gpu (one H100/H200), smoke")
+  parser.add_argument("--smoke", action="store_true",
+                      help="the profile at smoke sizes (experiments/study/smoke_sizes.gin)")
   parser.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds per row")
   parser.add_argument("--workers", type=int, default=None, help="worker processes")
   parser.add_argument("--raw_data_dir", default=None,
-                      help="folder with the downstream tasks' official raw files "
-                           "(default: ../shared/data beside the repository)")
+                      help="folder with the downstream tasks' official raw files (default: "
+                           "$SP_RAW_DATA_DIR, else ../shared/data beside the repository)")
   parser.add_argument("--gin_file", action="append", default=[],
                       help="extra gin files (after the profile's)")
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -413,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--{name} must be ≥ 1, got {value}")
       bindings.append(f"study.StudyConfig.{name} = {value}")
   from synthetic_pretraining.train import main as train_main  # pylint: disable=g-import-not-at-top
-  train_main.parse_gin([PROFILES[args.profile]] + args.gin_file, bindings,
+  files = [PROFILES[args.profile]] + (["experiments/study/smoke_sizes.gin"] if args.smoke else [])
+  train_main.parse_gin(files + args.gin_file, bindings,
                        [train_main.DEFAULT_GIN_DIR])
   cfg = StudyConfig()
   raw_dir = args.raw_data_dir or _default_raw_dir()

@@ -178,19 +178,18 @@ def register_study_tasks(vocabulary, data_dir: str, tasks=STUDY_TASKS) -> list[s
   return names
 
 
-def register_worker_tasks(data_dir: str, natural_mean_noise_span: float = 3.0) -> list[str]:
-  """Registers, for seqio's ByteVocabulary (100 extra ids), what a study run may train on.
+def register_worker_tasks(vocabulary, data_dir: str,
+                          natural_mean_noise_span: float = 3.0) -> list[str]:
+  """Registers, for `vocabulary`, what a study run may train on.
 
   The synthetic tasks and mixtures (set, identity, lime, …), the natural span-corruption task as
   `study_natural` (mean noise span `natural_mean_noise_span` bytes), and the study's downstream
   tasks over `data_dir`. Explicit: nothing here reads the environment.
   """
   # pylint: disable=g-import-not-at-top
-  import seqio
   from synthetic_pretraining.data import natural
   from synthetic_pretraining.tasks import synthetic
   # pylint: enable=g-import-not-at-top
-  vocabulary = seqio.ByteVocabulary(extra_ids=100)
   names = list(synthetic.register_synthetic_tasks(vocabulary))
   natural.register_natural_task(vocabulary, name=STUDY_NATURAL,
                                 mean_noise_span_length=natural_mean_noise_span)
