@@ -49,8 +49,10 @@ refused.
 Supported `feed_forward_proj`: 'relu' (v1.0), 'gated-gelu' / 'gated-gelu_new' (v1.1: HF's
 "gelu_new" is the tanh approximation this model uses), 'gated-relu', 'gated-silu', 'gelu_new'.
 Refused, naming field and value: another model_type (only 't5'; mT5, UMT5, LongT5 and the
-Switch mixture-of-experts are not accepted), encoder-only checkpoints, other activations ('gelu' is the exact erf
-GELU), layer_norm_epsilon other than 1e-6, pad/decoder-start ids other than 0.
+Switch mixture-of-experts are not accepted), encoder-only checkpoints, other activations ('gelu'
+is the exact erf GELU), layer_norm_epsilon other than 1e-6, pad/decoder-start ids other than 0.
+Shapes do not show relative_attention_max_distance or which activation a gated MLP uses: a caller
+that knows the model a folder must fit can compare the two with `check_same_network`.
 """
 
 from __future__ import annotations

@@ -199,7 +199,7 @@ def test_bfloat16_t5x_checkpoint_exports_by_its_shapes(tmp_path, capsys):
 # Import: a model transformers built and saved -> our model.
 
 
-def make_hf_model(kind: str, seed: int):
+def make_hf_model(kind: str, seed: int, feed_forward_proj: str | None = None):
   """A tiny transformers T5: 'v1.0' (relu, tied, scaled), 'v1.1' (gated-gelu with an untied
   lm_head, as google/t5-v1_1-* checkpoints), 'v1.1-tied' (what transformers 5 builds for
   tie_word_embeddings=False: an unscaled head tied to `shared`)."""
@@ -207,7 +207,7 @@ def make_hf_model(kind: str, seed: int):
   cfg = transformers.T5Config(
       vocab_size=96, d_model=24, d_kv=8, d_ff=40, num_layers=2, num_decoder_layers=3, num_heads=4,
       relative_attention_num_buckets=16, relative_attention_max_distance=24, dropout_rate=0.0,
-      feed_forward_proj="relu" if kind == "v1.0" else "gated-gelu",
+      feed_forward_proj=feed_forward_proj or ("relu" if kind == "v1.0" else "gated-gelu"),
       tie_word_embeddings=kind == "v1.0", decoder_start_token_id=0)
   model = transformers.T5ForConditionalGeneration(cfg).eval()
   with torch.no_grad():
@@ -232,6 +232,21 @@ def test_model_saved_by_transformers_imports_with_its_logits(tmp_path, kind):
   if kind == "v1.1":
     np.testing.assert_array_equal(params["decoder"]["logits_dense"]["kernel"],
                                   model.lm_head.weight.detach().numpy().T)
+
+
+@pytest.mark.parametrize("proj, activations", [("gated-silu", ("silu", "linear")),
+                                               ("gated-relu", ("relu", "linear")),
+                                               ("gelu_new", ("gelu",))])
+def test_other_supported_feed_forward_projections(tmp_path, proj, activations):
+  model = make_hf_model("v1.1", seed=14, feed_forward_proj=proj)
+  model.save_pretrained(str(tmp_path / "saved"))
+  params, config = hf.load_hf(tmp_path / "saved")
+  assert config.mlp_activations == activations
+  enc, dec_in, tgt = padded_batch(96, seed=15)
+  assert max_diff_at_targets(our_logits(config, params, enc, dec_in, tgt),
+                             hf_logits(model, enc, dec_in, tgt), tgt) <= 1e-4
+  hf.export_params(params, config, tmp_path / "back")  # and back, under the same name
+  assert json.loads((tmp_path / "back" / "config.json").read_text())["feed_forward_proj"] == proj
 
 
 def test_pytorch_model_bin_and_bfloat16_import(tmp_path):
@@ -302,14 +317,16 @@ def test_trained_checkpoint_scores_the_same_teacher_forced_accuracy(tmp_path, ca
   import gin  # pylint: disable=g-import-not-at-top
   from synthetic_pretraining import cli  # pylint: disable=g-import-not-at-top
   from synthetic_pretraining.train import data_input, loop, metrics_io, optim  # pylint: disable=g-import-not-at-top
+  from synthetic_pretraining.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   gin.clear_config()
   lengths = {"inputs": 12, "targets": 12}
   run = tmp_path / "run"
   loop.train(model_dir=str(run), model_config=t5.get_config("tiny"),
-             mixture_or_task_name="toy_copy", mixture_or_task_module="tests.train.toy_tasks",
-             task_feature_lengths=lengths, train_steps=60, batch_size=16,
-             learning_rate_fn=optim.learning_rate_schedule("constant", 0.05),
-             eval_period=60, eval_steps=4, checkpoint_period=60, log_period=60, z_loss=0.0)
+             dataset=loop.DatasetConfig("toy_copy", lengths, 16, module="tests.train.toy_tasks"),
+             train_steps=60, learning_rate_fn=optim.learning_rate_schedule("constant", 0.05),
+             evaluation=loop.EvalConfig(period=60, steps=4),
+             checkpointing=loop.CheckpointConfig(period=60), log_period=60,
+             loss=trainer_lib.LossConfig(z_loss=0.0))
   evals = [r for r in metrics_io.read(str(run)) if r["group"] == "training_eval"]
   assert evals and evals[-1]["step"] == 60
   ours = evals[-1]
