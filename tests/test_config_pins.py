@@ -55,6 +55,37 @@ def binding(selector):
   return resolve(gin.query_parameter(selector))
 
 
+def _references(value, name) -> bool:
+  if isinstance(value, gin.config.ConfigurableReference):
+    return value.selector == "gin.macro" and str(value) == f"%{name}"
+  if isinstance(value, (list, tuple)):
+    return any(_references(v, name) for v in value)
+  if isinstance(value, dict):
+    return any(_references(v, name) for v in value.values())
+  return False
+
+
+def setting(name):
+  """A macro's resolved value, after checking that some configurable's binding uses it (so the
+  value reaches the run, whatever the configurable is called after a refactor)."""
+  value = resolve(gin.query_parameter(f"%{name}"))
+  # pylint: disable=protected-access
+  users = [key for key, params in gin.config._CONFIG.items() if key[1] != "gin.macro"
+           for v in params.values() if _references(v, name)]
+  macro_users = [key for key, params in gin.config._CONFIG.items() if key[1] == "gin.macro"
+                 and key[0] != name for v in params.values() if _references(v, name)]
+  assert users or any(setting_is_used(k[0]) for k in macro_users), f"macro {name} is not used"
+  return value
+
+
+def setting_is_used(name) -> bool:
+  try:
+    setting(name)
+    return True
+  except AssertionError:
+    return False
+
+
 def effective(selector, fn):
   """The value `fn` receives for its parameter: the gin binding, else the signature's default."""
   try:
@@ -68,19 +99,18 @@ def _parse(files, bindings):
 
 
 def _schedule():
+  """The learning-rate schedule as the run builds it (optim.learning_rate_schedule under gin)."""
   from synthetic_pretraining.train import optim  # pylint: disable=g-import-not-at-top
-  fn = binding("loop.train.learning_rate_fn")
-  if isinstance(fn, gin.config.ConfigurableReference):  # @schedule() evaluated as the run would.
-    fn = optim.learning_rate_schedule()
+  fn = optim.learning_rate_schedule()
   return lambda step: float(fn(step))
 
 
 def _common_model_and_training_pins():
-  assert binding("t5.T5Config.dropout_rate") == 0.1
+  assert binding("t5.T5Config.dropout_rate") == 0.1 and setting("DROPOUT_RATE") == 0.1
   assert binding("t5.T5Config.vocab_size") == 32128
-  assert binding("loop.train.model_config") is not None
-  assert binding("loop.train.keep_checkpoints") is None  # All checkpoints kept.
-  assert binding("loop.train.eval_period") == binding("loop.train.checkpoint_period")
+  assert setting("MODEL_CONFIG") is not None
+  assert setting("KEEP_CHECKPOINTS") is None  # All checkpoints kept.
+  assert setting("EVAL_PERIOD") == setting("PERIOD")  # Teacher-forced eval at every checkpoint.
   # Adafactor (SPEC §5.2) as the run would construct it: gin bindings, else optim.adafactor's
   # defaults (tests/train/test_adafactor_reference.py checks what those settings do).
   from synthetic_pretraining.train import optim  # pylint: disable=g-import-not-at-top
@@ -95,29 +125,30 @@ def test_finetune_file_binds_the_spec_table(task):
   lr, steps, batch, period, decode, pack, split, num_examples, lengths = FINETUNE[task]
   _parse([f"experiments/finetune/{task}.gin"], [])
   from synthetic_pretraining.train import evaluation  # pylint: disable=g-import-not-at-top
-  assert binding("loop.train.mixture_or_task_name") == task
-  assert binding("loop.train.train_steps") == steps
-  assert binding("loop.train.batch_size") == batch
-  assert binding("loop.train.checkpoint_period") == period
-  assert binding("loop.train.eval_period") == period
-  assert binding("loop.train.pack") is pack
-  assert binding("loop.train.task_feature_lengths") == {"inputs": lengths[0],
-                                                        "targets": lengths[1]}
-  assert binding("loop.train.z_loss") == 1e-4  # Base gin's z-loss in fine-tuning.
+  assert setting("MIXTURE_OR_TASK_NAME") == task
+  assert setting("TRAIN_STEPS") == steps
+  assert setting("BATCH_SIZE") == batch
+  assert setting("PERIOD") == period
+  assert setting("EVAL_PERIOD") == period
+  assert setting("PACK") is pack
+  assert setting("TASK_FEATURE_LENGTHS") == {"inputs": lengths[0], "targets": lengths[1]}
+  assert setting("Z_LOSS") == 1e-4  # Base gin's z-loss in fine-tuning.
   # Teacher-forced accuracy on 128 batches of the validation split.
-  assert binding("loop.train.eval_steps") == 128
+  assert setting("EVAL_STEPS") == 128
   schedule = _schedule()  # Constant LR, no warm-up.
   assert schedule(0) == pytest.approx(lr) and schedule(steps) == pytest.approx(lr)
   assert schedule(123) == pytest.approx(lr)
   # Inference eval: beam 4, alpha 0.6, max decode length, split and number of examples.
   ev = "evaluation.InferenceEvaluator"
   assert binding(f"{ev}.mixture_or_task_name") == task
-  assert binding(f"{ev}.beam_size") == 4
+  assert setting("BEAM_SIZE") == 4 and binding(f"{ev}.beam_size") == 4
   assert effective(f"{ev}.alpha", evaluation.InferenceEvaluator.__init__) == 0.6
+  assert setting("MAX_DECODE_LENGTH") == decode
   assert binding(f"{ev}.max_decode_length") == decode
-  assert binding(f"{ev}.split") == split
+  assert setting("INFER_EVAL_SPLIT") == split and binding(f"{ev}.split") == split
+  assert setting("EVALUATOR_NUM_EXAMPLES") == num_examples
   assert binding(f"{ev}.num_examples") == num_examples
-  assert binding(f"{ev}.task_feature_lengths") == binding("loop.train.task_feature_lengths")
+  assert binding(f"{ev}.task_feature_lengths") == setting("TASK_FEATURE_LENGTHS")
   _common_model_and_training_pins()
 
 
@@ -126,17 +157,16 @@ def test_pretrain_file_binds_the_spec_settings(name):
   task, steps, lengths = PRETRAIN[name]
   extra = ["MIXTURE_OR_TASK_NAME = 'set'"] if name == "synthetic" else []
   _parse([f"experiments/pretrain/{name}.gin"], extra)
-  assert binding("loop.train.mixture_or_task_name") == task
-  assert binding("loop.train.train_steps") == steps
-  assert binding("loop.train.batch_size") == 128
-  assert binding("loop.train.checkpoint_period") == 5_000
-  assert binding("loop.train.eval_period") == 5_000
-  assert binding("loop.train.eval_steps") == 20
-  assert binding("loop.train.pack") is False
-  assert binding("loop.train.z_loss") == 0.0  # The pre-training gin overrides z-loss to 0.
-  assert binding("loop.train.task_feature_lengths") == {"inputs": lengths[0],
-                                                        "targets": lengths[1]}
-  assert binding("loop.train.initial_checkpoint_path") is None
+  assert setting("MIXTURE_OR_TASK_NAME") == task
+  assert setting("TRAIN_STEPS") == steps
+  assert setting("BATCH_SIZE") == 128
+  assert setting("PERIOD") == 5_000
+  assert setting("EVAL_PERIOD") == 5_000
+  assert setting("EVAL_STEPS") == 20
+  assert setting("PACK") is False
+  assert setting("Z_LOSS") == 0.0  # The pre-training gin overrides z-loss to 0.
+  assert setting("TASK_FEATURE_LENGTHS") == {"inputs": lengths[0], "targets": lengths[1]}
+  assert setting("INITIAL_CHECKPOINT_PATH") is None
   # lr = 1/sqrt(max(step, 10 000)): 0.01 for the first 10k steps, then inverse-sqrt decay.
   schedule = _schedule()
   for step, rate in [(0, 0.01), (1, 0.01), (9_999, 0.01), (10_000, 0.01), (40_000, 0.005),
@@ -151,8 +181,8 @@ def test_table_files_keep_the_finetune_defaults(name):
   if name == "table2_init":
     bindings += ["STATISTICS_CHECKPOINT = '/tmp/s'", "INIT_ID = 'per_param_grouping___init_scale'"]
   _parse([f"experiments/{name}.gin"], bindings)
-  assert binding("loop.train.z_loss") == 1e-4
-  assert binding("loop.train.eval_steps") == 128
+  assert setting("Z_LOSS") == 1e-4
+  assert setting("EVAL_STEPS") == 128
   assert binding("evaluation.InferenceEvaluator.beam_size") == 4
   _common_model_and_training_pins()
 
@@ -164,3 +194,12 @@ def test_t5_small_model_matches_spec_5_1():
               "logits_via_embedding": True, "dtype": "float32"}
   for key, value in expected.items():
     assert binding(f"t5.T5Config.{key}") == value, key
+
+
+def test_setting_requires_the_macro_to_reach_a_configurable():
+  _parse(["experiments/finetune/mtop.gin"], [])
+  gin.parse_config("UNUSED_SETTING = 3")
+  assert gin.query_parameter("%UNUSED_SETTING") == 3
+  with pytest.raises(AssertionError, match="not used"):
+    setting("UNUSED_SETTING")
+  assert setting("EVAL_PERIOD") == 10_000  # Used through a configurable's binding.
