@@ -164,7 +164,8 @@ def plan_runs(cfg: StudyConfig, out_dir: str, data_dir: str) -> list[Run]:
   needed = {r for r in cfg.rows if r in PRETRAIN_TASKS}
   if "set_statistics" in cfg.rows:
     needed.add("set")
-  for row in sorted(needed):
+  # Longest first (natural), so the other worker's shorter runs fill in beside it.
+  for row in sorted(needed, key=lambda r: (-pretrain_steps[r], r)):
     steps = pretrain_steps[row]
     model_dir = os.path.join(out_dir, "pretrain", row)
     lengths = dict(cfg.natural_lengths if row == NATURAL else cfg.synthetic_lengths)
@@ -313,15 +314,23 @@ def prepare_data(cfg: StudyConfig, out_dir: str, raw_dir: str | None) -> str:
   full_dir = os.path.join(out_dir, "data", "prepared")
   study_dir = os.path.join(out_dir, "data", "study")
   limits = dict(cfg.byte_limits)
+  from synthetic_pretraining.data import downstream  # pylint: disable=g-import-not-at-top
+  # WebQSP as bare questions (the UnifiedSKG layout appends entity lists far past the byte limits).
+  options = downstream.PrepareOptions(webqsp_input="question")
   for task in cfg.tasks:
     source = study_data.SOURCE_TASK[task]
-    if not os.path.exists(os.path.join(full_dir, source, "prepare_info.json")):
+    info_path = os.path.join(full_dir, source, "prepare_info.json")
+    if os.path.exists(info_path) and source == "webqsp":
+      with open(info_path, encoding="utf-8") as f:
+        if json.load(f).get("options", {}).get("webqsp_input", "question") != "question":
+          os.remove(info_path)
+    if not os.path.exists(info_path):
       if raw_dir is None:
         raise FileNotFoundError(
             f"no raw data for {source}: pass --raw_data_dir DIR (a folder holding the official "
             f"files, e.g. ../shared/data), or run `synthetic-pretraining prepare --task {source} "
             f"--from DIR --data_dir {full_dir}` first")
-      prepare.prepare_task(source, data_dir=full_dir, from_dir=raw_dir, log=_log)
+      prepare.prepare_task(source, data_dir=full_dir, from_dir=raw_dir, options=options, log=_log)
     info = os.path.join(study_dir, task, "study_info.json")
     wanted = {"max_input_bytes": limits[task][0], "max_target_bytes": limits[task][1]}
     if os.path.exists(info):

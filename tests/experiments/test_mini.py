@@ -57,3 +57,44 @@ def test_mini_study_smoke_produces_every_output(tmp_path):
   assert again["tasks"]["retrosynthesis"]["natural_minus_scratch"] == pytest.approx(
       task["natural_minus_scratch"])
   assert not any(key.startswith("finetune (worker") for key in again["phases"])
+
+
+def test_gpu_profile_plans_a_t5_small_sized_study():
+  import gin
+  from synthetic_pretraining.experiments import mini
+  from synthetic_pretraining.train import main as train_main
+  train_main.parse_gin([mini.PROFILES["gpu"]], [], None)
+  try:
+    cfg = mini.StudyConfig()
+  finally:
+    gin.clear_config()
+  assert cfg.model_gin == "models/t5_small.gin" and cfg.workers == 1
+  assert "ACTIVATION_DTYPE = 'bfloat16'" in cfg.model_bindings
+  assert cfg.finetune_batch_size == 128 and cfg.seeds >= 3
+  assert set(cfg.rows) == set(mini.ALL_ROWS)
+  runs = mini.plan_runs(cfg, "/out", "/data")
+  finetunes = [r for r in runs if r.phase == "finetune"]
+  assert len(finetunes) == len(cfg.tasks) * cfg.seeds * len(cfg.rows)
+  assert [r.key for r in runs[:1]] == ["pretrain/natural"]  # longest pre-training first
+  stats_run = next(r for r in finetunes if "/set_statistics/" in r.key)
+  assert "INIT_ID = 'per_param_grouping___init_scale'" in stats_run.bindings
+  assert stats_run.deps == ["pretrain/set"]
+
+
+@pytest.mark.slow
+def test_gpu_profile_runs_on_cpu_at_smoke_size(tmp_path):
+  """The gpu profile's run files, bf16 activations and one-worker set-up, with a shrunk model."""
+  raw = shared_data_path("retrosynthesis", "train_sources").parent.parent
+  from synthetic_pretraining.experiments import mini
+  out = tmp_path / "gpu"
+  shrink = ("--gin.study.StudyConfig.model_bindings=['t5.T5Config.vocab_size = 384', "
+            "'t5.T5Config.emb_dim = 32', 't5.T5Config.num_heads = 2', 't5.T5Config.head_dim = 16', "
+            "'t5.T5Config.mlp_dim = 64', 't5.T5Config.num_encoder_layers = 1', "
+            "'t5.T5Config.num_decoder_layers = 1', \"ACTIVATION_DTYPE = 'bfloat16'\"]")
+  assert mini.main(["--profile", "gpu", "--smoke", "--out", str(out), "--raw_data_dir", str(raw),
+                    "--seeds", "1", shrink,
+                    "--gin.study.StudyConfig.rows=['from_scratch', 'natural']"]) == 0
+  summary = json.loads((out / "results" / "summary.json").read_text())
+  assert set(summary["rows"]) == {"from_scratch", "natural", "copy"}
+  config = (out / "finetune" / "natural" / "retrosynthesis" / "seed_0" / "config.gin").read_text()
+  assert "bfloat16" in config and "t5.T5Config.num_encoder_layers = 1" in config
