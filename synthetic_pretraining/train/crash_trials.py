@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import random
 import shutil
@@ -34,8 +35,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 TASK_NAME = "crash_trial_copy"
 MODULE = "synthetic_pretraining.train.crash_trial_task"  # Registers TASK_NAME when imported.
@@ -163,7 +165,8 @@ def differing_arrays(a: dict, b: dict) -> list[str]:
           or a[n].dtype != b[n].dtype or a[n].tobytes() != b[n].tobytes()]
 
 
-def run_trial(model_dir: str, reference: dict, steps: int, period: int, rng: random.Random,
+def run_trial(model_dir: str, reference: dict | Callable[[], dict], steps: int, period: int,
+              rng: random.Random,
               reference_seconds: float, max_kills: int = 2,
               kinds: Sequence[str] = KILL_KINDS) -> TrialResult:
   """Up to k ~ U{1..max_kills} SIGKILLs (each of a random kind among `kinds`), then restarts
@@ -181,8 +184,17 @@ def run_trial(model_dir: str, reference: dict, steps: int, period: int, rng: ran
   finalised, _ = _checkpoint_entries(os.path.join(model_dir, "run"))
   final = finalised[-1] if finalised else None
   state = load_state(os.path.join(model_dir, "run"), final) if final is not None else {}
-  differing = differing_arrays(reference, state)
+  differing = differing_arrays(reference() if callable(reference) else reference, state)
   return TrialResult(attempts, final, not differing and final == steps, len(state), differing)
+
+
+def _capture(fn: Callable[[], Any], errors: list) -> Callable[[], None]:
+  def run():
+    try:
+      fn()
+    except BaseException as e:  # pylint: disable=broad-except
+      errors.append(e)
+  return run
 
 
 def _describe(i: int, result: TrialResult) -> str:
@@ -207,12 +219,27 @@ def crash_trials(trials: int, steps: int = 12, period: int = 2, seed: int = 0,
     start = time.monotonic()
     ref_dir = os.path.join(root, "reference")
     os.makedirs(ref_dir, exist_ok=True)
-    _one_attempt(os.path.join(ref_dir, "run"), steps, period, rng,
-                 os.path.join(ref_dir, "attempt_0.log"), kill=False, reference_seconds=0.0)
-    reference_seconds = time.monotonic() - start
-    reference = load_state(os.path.join(ref_dir, "run"), steps)
-    log(f"reference: uninterrupted run of {steps} steps (checkpoint every {period}) in "
-        f"{reference_seconds:.1f} s, {len(reference)} arrays")
+    run_reference = functools.partial(
+        _one_attempt, os.path.join(ref_dir, "run"), steps, period, random.Random(seed),
+        os.path.join(ref_dir, "attempt_0.log"), kill=False, reference_seconds=0.0)
+    if KILL_KINDS[2] in kinds:  # Random kill times are scaled by the reference's duration.
+      run_reference()
+      reference_seconds = time.monotonic() - start
+      state = load_state(os.path.join(ref_dir, "run"), steps)
+      reference = lambda: state
+      log(f"reference: uninterrupted run of {steps} steps (checkpoint every {period}) in "
+          f"{reference_seconds:.1f} s, {len(state)} arrays")
+    else:  # No timing needed: the reference runs beside the trials.
+      reference_seconds = 0.0
+      errors: list[BaseException] = []
+      thread = threading.Thread(target=_capture(run_reference, errors), daemon=True)
+      thread.start()
+
+      def reference():
+        thread.join()
+        if errors:
+          raise errors[0]
+        return load_state(os.path.join(ref_dir, "run"), steps)
     results = []
     for i in range(1, trials + 1):
       result = run_trial(os.path.join(root, f"trial_{i}"), reference, steps, period, rng,
