@@ -9,7 +9,12 @@
       of the same configuration is timed on the same batches in the same run (forward, backward
       and one optimizer step per iteration), alternating with ours in rounds so that a load that
       comes and goes on a shared machine falls on both, and the speed ratio is printed.
-      GPU goal configuration: --models t5_small --batch 128 --lengths 512,512 --dtype bfloat16.
+      GPU goal configuration: --models t5_small --batch 128 --lengths 512,512 --dtype bfloat16
+      --attention cudnn. --attention picks the attention path (T5Config.attention_impl); the
+      fused paths (xla, cudnn) run without attention-probability dropout.
+  bench gpu …          the prepared accelerator check (synthetic_pretraining.gpu_check; also
+                       scripts/gpu_check.sh): both attention paths at the goal size, memory,
+                       bf16-vs-fp32 and cuDNN-vs-XLA agreement
   bench generators …   synthetic-task generator throughput (synthetic_pretraining.bench_generators)
   bench pipeline …     input-pipeline throughput (synthetic_pretraining.data.bench_pipeline)
 
@@ -38,12 +43,14 @@ from synthetic_pretraining.model import flops
 
 # Subcommands that live in other modules: name → (module, what it measures).
 DELEGATES = {
+    "gpu": ("synthetic_pretraining.gpu_check",
+            "prepared accelerator check: MFU of both attention paths, memory, agreement"),
     "generators": ("synthetic_pretraining.bench_generators",
                    "synthetic-task generator throughput (examples/s)"),
     "pipeline": ("synthetic_pretraining.data.bench_pipeline", "SeqIO input-pipeline throughput"),
 }
 
-GPU_GOAL = "--models t5_small --batch 128 --lengths 512,512 --dtype bfloat16"
+GPU_GOAL = "--models t5_small --batch 128 --lengths 512,512 --dtype bfloat16 --attention cudnn"
 
 # Dense peak TFLOP/s per device, by a lower-case substring of `device.device_kind` (first match
 # wins, so the more specific names come first): (bfloat16, float32).
@@ -165,6 +172,10 @@ def train_arg_parser() -> argparse.ArgumentParser:
   parser.add_argument("--dtype", choices=("preset", "float32", "bfloat16"), default="preset",
                       help="activation dtype (parameters stay float32); 'preset' keeps the "
                            "preset's own (float32 for tiny and t5_small)")
+  parser.add_argument("--attention", choices=("preset", "einsum", "xla", "cudnn"),
+                      default="preset",
+                      help="attention path (T5Config.attention_impl); 'preset' keeps the "
+                           "preset's (einsum). xla/cudnn set attention_dropout_rate=0")
   parser.add_argument("--num_partitions", type=_positive_int, default=1,
                       help="model-parallel partitions of the (data, model) mesh")
   parser.add_argument("--hf", choices=("auto", "off"), default="auto",
@@ -556,11 +567,16 @@ def run_train_bench(args: argparse.Namespace) -> int:
   rng = np.random.default_rng(args.seed)
   for name in args.models:
     overrides = {} if args.dtype == "preset" else {"dtype": args.dtype}
+    if args.attention != "preset":
+      overrides["attention_impl"] = args.attention
+      if args.attention != "einsum":
+        overrides["attention_dropout_rate"] = 0.0
     config = t5.get_config(name, **overrides)
     batches = random_batches(rng, 2, args.batch, input_len, target_len, config.vocab_size)
     peak = peak_for(config.dtype)
     flops = model_flops_per_token(config, input_len, target_len)
-    print(f"[{name}] model FLOPs per target token: {flops:.4g}", flush=True)
+    print(f"[{name}] model FLOPs per target token: {flops:.4g}; attention "
+          f"{config.attention_impl} (attention dropout {config.attention_dropout})", flush=True)
     steppers = [prepare_jax(config, batches, args)]
     if hf_reason is None:
       try:

@@ -206,3 +206,82 @@ def test_hf_model_has_our_parameter_count(overrides):
   config = t5.get_config("tiny", **overrides)
   model, _ = bench.build_hf_model(config)
   assert sum(p.numel() for p in model.parameters()) == t5.count_params(t5.params_shapes(config))
+
+
+# ---- attention path and the prepared GPU check ------------------------------------------------
+def test_attention_argument():
+  assert bench.parse_train_args([]).attention == "preset"
+  assert bench.parse_train_args(["--attention", "cudnn"]).attention == "cudnn"
+  assert "--attention cudnn" in bench.GPU_GOAL
+
+
+def test_gpu_subcommand_is_the_gpu_check():
+  assert bench.DELEGATES["gpu"][0] == "synthetic_pretraining.gpu_check"
+
+
+def test_gpu_check_variants_are_parsed():
+  from synthetic_pretraining import gpu_check  # pylint: disable=import-outside-toplevel
+  args = gpu_check.parse_args(["--variants", "cudnn:chunk=0:logits=bf16, xla:prng=rbg:dropout=0"])
+  assert args.variants == [{"impl": "cudnn", "chunk": 0, "logits": "bf16"},
+                           {"impl": "xla", "prng": "rbg", "dropout": 0.0}]
+  assert (args.model, args.batch, args.lengths) == ("t5_small", 128, (512, 512))
+  assert gpu_check.parse_args(["--smoke"]).model == "tiny"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--variants", "flash"], "unknown attention path 'flash'"),
+    (["--variants", "xla:chunk=x"], "bad option 'chunk=x'"),
+    (["--variants", "xla:speed=2"], "bad option 'speed=2'"),
+    (["--impls", "cudnn,flash"], "unknown attention path(s) ['flash']"),
+])
+def test_gpu_check_bad_arguments(argv, message, capsys):
+  from synthetic_pretraining import gpu_check  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit):
+    gpu_check.parse_args(argv)
+  assert message in capsys.readouterr().err
+
+
+def test_dot_general_dtypes_of_stablehlo_text():
+  from synthetic_pretraining import gpu_check  # pylint: disable=import-outside-toplevel
+  text = ("%0 = stablehlo.dot_general %a, %b, contracting_dims = [1] x [0] : "
+          "(tensor<4x8xbf16>, tensor<8x2xbf16>) -> tensor<4x2xbf16>\n"
+          "%1 = stablehlo.dot_general %a, %b, contracting_dims = [1] x [0], "
+          "precision = [DEFAULT, DEFAULT] : (tensor<4x8xbf16>, tensor<8x2xbf16>) -> "
+          "tensor<4x2xf32>\n"
+          "%2 = stablehlo.dot_general %c, %d, batching_dims = [0] x [0] : "
+          "(tensor<3x4x8xf32>, tensor<3x8xf32>) -> tensor<3x4xf32>\n")
+  assert gpu_check.dot_general_dtypes(text) == {"bf16": 1, "f32": 2}
+  with pytest.raises(ValueError, match="parsed 0 of 1 dot_general"):
+    gpu_check.dot_general_dtypes("stablehlo.dot_general %a, %b\n")
+
+
+def test_training_step_imports_no_tensorflow_seqio_or_orbax():
+  """The device check must run on a machine with jax/flax/optax/numpy/gin only."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  code = ("import sys; import synthetic_pretraining.gpu_check, synthetic_pretraining.bench; "
+          "import synthetic_pretraining.train.trainer; "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+          "('tensorflow', 'seqio', 'orbax', 'tensorflow_datasets', 't5', 'torch')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
+
+
+def test_gpu_check_smoke_runs_to_completion_on_cpu(tmp_path, capsys):
+  """The prepared device check at its --smoke size: every stage runs and its checks pass."""
+  import json  # pylint: disable=import-outside-toplevel
+  from synthetic_pretraining import gpu_check  # pylint: disable=import-outside-toplevel
+  out_json = tmp_path / "check.json"
+  assert gpu_check.main(["--smoke", "--impls", "cudnn,xla", "--steps", "1", "--warmup", "0",
+                         "--devices", "1", "--json", str(out_json)]) == 0
+  text = capsys.readouterr().out
+  assert "cudnn skipped: no GPU" in text and "bf16 vs float32" in text
+  assert gpu_check.main(["--smoke", "--batch", "3", "--devices", "2"]) == 2
+  assert "--batch 3 is not divisible by the 2 devices" in capsys.readouterr().err
+  result = json.loads(out_json.read_text())
+  assert [r["impl"] for r in result["rows"]] == ["xla"]
+  row = result["rows"][0]
+  assert row["steps_per_s"] > 0 and row["memory"]["temp_size_in_bytes"] > 0
+  assert row["dot_general_dtypes"]["bf16"] > row["dot_general_dtypes"]["f32"]
+  assert result["bf16_vs_fp32"]["ok"] and result["gradient_agreement"]["ok"]
+  assert result["gradient_agreement"]["pair"] == ["xla", "einsum"]
+  assert result["leaked_modules"] == []

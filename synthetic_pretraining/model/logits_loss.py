@@ -50,22 +50,29 @@ def token_terms(logits: Array, targets: Array, z_loss: float,
   return token_loss, z_loss * jnp.square(log_z)
 
 
-def _chunk_sums(hidden, kernel, targets, weights, config, z_loss, label_smoothing):
+def _logits(hidden, kernel, config, float32_logits):
+  dtype = jnp.float32 if float32_logits else hidden.dtype
+  return t5.output_logits(hidden, kernel, config, dtype).astype(jnp.float32)
+
+
+def _chunk_sums(hidden, kernel, targets, weights, config, z_loss, label_smoothing,
+                float32_logits):
   """(loss sum, z-loss sum, correct count) of one chunk of positions."""
-  logits = t5.output_logits(hidden, kernel, config)
+  logits = _logits(hidden, kernel, config, float32_logits)
   token_loss, token_z = token_terms(logits, targets, z_loss, label_smoothing)
   correct = jnp.sum((jnp.argmax(logits, -1) == targets) * weights)
   return jnp.sum((token_loss + token_z) * weights), jnp.sum(token_z * weights), correct
 
 
-def _chunk_sums_and_grads(hidden, kernel, targets, weights, config, z_loss, label_smoothing):
+def _chunk_sums_and_grads(hidden, kernel, targets, weights, config, z_loss, label_smoothing,
+                          float32_logits):
   """Sums of one chunk and d(loss sum)/d hidden (hidden's dtype), d/d kernel (float32)."""
 
   def loss_of_logits(logits):
     token_loss, token_z = token_terms(logits, targets, z_loss, label_smoothing)
     return jnp.sum((token_loss + token_z) * weights), (jnp.sum(token_z * weights), logits)
 
-  logits = t5.output_logits(hidden, kernel, config)
+  logits = _logits(hidden, kernel, config, float32_logits)
   (total, (z_total, _)), d_logits = jax.value_and_grad(loss_of_logits, has_aux=True)(logits)
   correct = jnp.sum((jnp.argmax(logits, -1) == targets) * weights)
   # The cotangent reaches the matmul in the activation dtype, as autodiff of the bf16 layer
@@ -107,12 +114,13 @@ def _unchunk(x: Array) -> Array:
 
 
 @functools.lru_cache(maxsize=None)
-def _build(config: t5.T5Config, z_loss: float, label_smoothing: float, chunk_length: int):
+def _build(config: t5.T5Config, z_loss: float, label_smoothing: float, chunk_length: int,
+           float32_logits: bool):
   """The custom-VJP function for these static settings (chunk_length 0: one chunk)."""
-  sums = functools.partial(_chunk_sums, config=config, z_loss=z_loss,
-                           label_smoothing=label_smoothing)
-  sums_and_grads = functools.partial(_chunk_sums_and_grads, config=config, z_loss=z_loss,
-                                     label_smoothing=label_smoothing)
+  statics = dict(config=config, z_loss=z_loss, label_smoothing=label_smoothing,
+                 float32_logits=float32_logits)
+  sums = functools.partial(_chunk_sums, **statics)
+  sums_and_grads = functools.partial(_chunk_sums_and_grads, **statics)
 
   def forward(hidden, kernel, targets, weights, with_grads):
     if not chunk_length:
@@ -155,13 +163,15 @@ def _build(config: t5.T5Config, z_loss: float, label_smoothing: float, chunk_len
 
 def output_cross_entropy(hidden: Array, kernel: Array, targets: Array, weights: Array,
                          config: t5.T5Config, z_loss: float = 0.0, label_smoothing: float = 0.0,
-                         chunk_length: int | None = None) -> tuple[Array, Array, Array]:
+                         chunk_length: int | None = None,
+                         float32_logits: bool = True) -> tuple[Array, Array, Array]:
   """(total loss, z-loss part, correct count) of the decoder states `hidden` [batch, length, embed].
 
   kernel: `t5.output_kernel(params, config)` (float32). targets [batch, length] int;
   weights [batch, length] (0 for padding). chunk_length: target positions per chunk of logits
   (None, or ≥ length: one chunk); a length that is not a multiple is padded with weight-0
-  positions up to one.
+  positions up to one. float32_logits=False: the logits matmul returns the activation dtype (as
+  T5X's tied `attend` does) and the loss converts them to float32 elementwise (half the bytes).
   """
   length = hidden.shape[1]
   if chunk_length is not None and (isinstance(chunk_length, bool) or
@@ -177,5 +187,5 @@ def output_cross_entropy(hidden: Array, kernel: Array, targets: Array, weights: 
     hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
     targets = jnp.pad(targets, ((0, 0), (0, pad)))
     weights = jnp.pad(weights, ((0, 0), (0, pad)))
-  fn = _build(config, float(z_loss), float(label_smoothing), chunk)
+  fn = _build(config, float(z_loss), float(label_smoothing), chunk, bool(float32_logits))
   return fn(hidden, kernel, targets, weights)

@@ -207,18 +207,20 @@ def output_kernel(params: dict, config: "T5Config") -> Array:
   return params["decoder"]["logits_dense"]["kernel"]
 
 
-def output_logits(hidden: Array, kernel: Array, config: "T5Config") -> Array:
-  """float32 logits [..., vocab] of the final decoder states `hidden` (activation dtype).
+def output_logits(hidden: Array, kernel: Array, config: "T5Config",
+                  dtype: Any = jnp.float32) -> Array:
+  """Logits [..., vocab] (float32 by default) of the final decoder states `hidden`.
 
-  The matmul takes activation-dtype operands and accumulates into float32 (no bfloat16 copy of
-  the logits); the tied layer divides by √embed as T5 v1.0 does.
+  The matmul takes activation-dtype operands and accumulates into float32; with the default
+  dtype its result is float32 (no activation-dtype copy of the logits). The tied layer divides
+  by √embed as T5 v1.0 does.
   """
   kernel = jnp.asarray(kernel, hidden.dtype)
   contract = 1 if config.logits_via_embedding else 0
   logits = jax.lax.dot_general(hidden, kernel, (((hidden.ndim - 1,), (contract,)), ((), ())),
-                               preferred_element_type=jnp.float32)
+                               preferred_element_type=dtype)
   if config.logits_via_embedding:
-    logits = logits / np.float32(np.sqrt(hidden.shape[-1]))
+    logits = logits / np.asarray(np.sqrt(hidden.shape[-1]), logits.dtype)
   return logits
 
 
@@ -234,7 +236,9 @@ class Embed(nn.Module):
                             ("vocab", "embed"))
 
   def __call__(self, ids: Array) -> Array:
-    return jnp.take(jnp.asarray(self.embedding, self.dtype), ids, axis=0)
+    # Gather float32 rows, then cast: the gradient (a scatter-add over all tokens of the batch)
+    # then accumulates in float32, not in the activation dtype.
+    return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
 
   def attend(self, x: Array) -> Array:
     return jnp.dot(x, jnp.asarray(self.embedding, x.dtype).T)

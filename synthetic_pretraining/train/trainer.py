@@ -57,12 +57,15 @@ class LossConfig:
     (None: all at once; a length that is not a multiple is padded with weight-0 positions).
     Bounds the float32 logits in the step to batch × chunk_length × vocab (a quarter of the
     [batch × length × vocab] array at the GPU goal's 512 targets).
+  float32_logits: with fused_output, the logits matmul returns float32 (default); False: the
+    activation dtype (T5X's tied v1.0 layer), converted to float32 for the loss.
   """
 
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
   fused_output: bool = True
   chunk_length: int | None = 128
+  float32_logits: bool = True
 
 
 class Trainer:
@@ -153,7 +156,8 @@ class Trainer:
     hidden = self._forward(params, batch, deterministic, rng, return_hidden=True)
     loss, z_loss, correct = logits_loss.output_cross_entropy(
         hidden, t5.output_kernel(params, self.config), targets, weights, self.config,
-        z_loss=cfg.z_loss, label_smoothing=cfg.label_smoothing, chunk_length=cfg.chunk_length)
+        z_loss=cfg.z_loss, label_smoothing=cfg.label_smoothing, chunk_length=cfg.chunk_length,
+        float32_logits=cfg.float32_logits)
     num_tokens = jnp.sum(weights)
     return loss, {"loss": loss, "z_loss": z_loss, "correct": correct, "num_tokens": num_tokens}
 

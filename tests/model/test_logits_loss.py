@@ -154,3 +154,26 @@ def test_step_memory_holds_at_most_one_float32_logits_array(dtype):
   unfused = slope(fused_output=False)
   assert fused <= 1.0, fused
   assert unfused > 2.0, unfused
+
+
+def test_bfloat16_output_logits_option():
+  """float32_logits=False: the logits matmul returns bf16 (T5X's tied layer), the loss is f32."""
+  config = t5.get_config("tiny", dtype="bfloat16")
+  hidden, kernel, targets, weights = inputs(config)
+  hidden = hidden.astype(jnp.bfloat16)
+
+  def reference_loss(h, k):
+    logits = t5.output_logits(h, k, config, jnp.bfloat16).astype(jnp.float32)
+    return optim.cross_entropy_loss(logits, targets, weights, z_loss=1e-4)[0]
+
+  def fused(h, k, f32):
+    return logits_loss.output_cross_entropy(h, k, targets, weights, config, z_loss=1e-4,
+                                            chunk_length=4, float32_logits=f32)[0]
+
+  want, want_grads = jax.value_and_grad(reference_loss, argnums=(0, 1))(hidden, kernel)
+  got, grads = jax.value_and_grad(fused, argnums=(0, 1))(hidden, kernel, False)
+  assert float(got) == pytest.approx(float(want), rel=TOL)
+  for g, w in zip(grads, want_grads):
+    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w, np.float32), rtol=2e-2,
+                               atol=2e-2)
+  assert float(fused(hidden, kernel, True)) != float(got)  # the option changes the logits
