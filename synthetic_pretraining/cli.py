@@ -39,6 +39,9 @@ def usage() -> str:
   return "\n".join(lines)
 
 
+_DEBUG_HINT = "(--debug shows the traceback)"
+
+
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
   """`--debug` anywhere on the command line (or SP_DEBUG=1): show tracebacks."""
   debug = "--debug" in argv or os.environ.get("SP_DEBUG", "").lower() in ("1", "true", "yes")
@@ -86,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
   except Exception as e:  # pylint: disable=broad-except
     if debug:
       raise
-    print(f"synthetic-pretraining {name}: error: {describe_error(e)} "
-          "(--debug shows the traceback)", file=sys.stderr)
+    message = describe_error(e)
+    hint = "" if _DEBUG_HINT in message else f" {_DEBUG_HINT}"  # E.g. a child command's error.
+    print(f"synthetic-pretraining {name}: error: {message}{hint}", file=sys.stderr)
     return 2
   return int(result or 0)
 
