@@ -95,13 +95,6 @@ def _disk_full_during_prepare(monkeypatch):
 
   monkeypatch.setattr(common, "_write_temp", write_temp)
 
-# Cases whose fix belongs to the training loop / entry point refactor (issue 14 item 6) or to
-# checkpoints.load_params, owned by another change; strict, so the fix must remove the mark.
-_ITEM_6 = pytest.mark.xfail(strict=True, reason="training-run guard of issue 14 item 6 "
-                            "(train/loop.py, train/main.py), not landed yet")
-_LOAD_PARAMS = pytest.mark.xfail(strict=True, reason="checkpoints.load_params raises "
-                                 "AttributeError on a truncated _METADATA (train/checkpoints.py)")
-
 GEN = ["generate", "--task", "set", "--num_examples", "5"]
 
 CASES = [
@@ -206,7 +199,7 @@ CASES = [
     Case("export-missing-checkpoint", lambda t: ["export", "--to", "hf", str(t / "nope"), str(t / "hf")],
          ("nope",)),
     Case("export-corrupted-checkpoint", lambda t: ["export", "--to", "hf", str(t / "ckpt"), str(t / "hf")],
-         ("ckpt",), setup=lambda t: _checkpoint(t, corrupt=True), marks=(_LOAD_PARAMS,)),
+         ("ckpt", "corrupted"), setup=lambda t: _checkpoint(t, corrupt=True)),
     # -- train (configuration) -------------------------------------------------------------------
     Case("train-missing-gin-file", lambda t: ["train", "--gin_file=runs/pretrian.gin"],
          ("runs/pretrian.gin", "not found")),
@@ -227,26 +220,24 @@ CASES = [
     # -- train (run time; the guards are issue 14 item 6, see /work/notes/bad_inputs_for_loop.md) --
     Case("train-vocab-too-small-for-task",
          lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'", "--gin.VOCAB_SIZE=100"],
-         ("VOCAB_SIZE",), marks=(_ITEM_6, pytest.mark.slow), subprocess=True),
+         ("VOCAB_SIZE", "100", "359"), marks=(pytest.mark.slow,), subprocess=True),
     Case("train-misspelt-macro",
          lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'", "--gin.TRAIN_STEP=5"],
          ("TRAIN_STEP", "TRAIN_STEPS")),
     Case("train-steps-not-an-integer",
          lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'", "--gin.TRAIN_STEPS='abc'"],
-         ("train_steps", "'abc'"), marks=(_ITEM_6,)),
+         ("train_steps", "'abc'")),
     Case("train-zero-feature-length",
          lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'",
                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 0, 'targets': 12}"],
-         ("inputs", "0"), marks=(_ITEM_6, pytest.mark.slow), subprocess=True),
+         ("inputs", "0"), marks=(pytest.mark.slow,), subprocess=True),
     Case("train-sentencepiece-model-missing",
          lambda t: ["train", "--gin_file=models/tiny.gin", "--gin_file=runs/pretrain.gin",
                     "--gin.MIXTURE_OR_TASK_NAME='identity'", f"--gin.MODEL_DIR='{t}/run'",
                     "--gin.T5_SPM_PATH='/nonexistent/sp.model'", "--gin.TRAIN_STEPS=2",
                     "--gin.BATCH_SIZE=8", "--gin.EVAL_STEPS=0",
                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}"],
-         ("/nonexistent/sp.model", "VOCABULARY"),
-         marks=(pytest.mark.xfail(strict=True, reason="issue 14 item 6: a failed run leaves a "
-                                  "skeleton MODEL_DIR (checkpoints/, config.gin, run_info.json)"),)),
+         ("/nonexistent/sp.model", "VOCABULARY")),
     # -- mini ------------------------------------------------------------------------------------
     Case("mini-zero-seeds", lambda t: ["mini", "--seeds", "0", "--out", str(t / "mini")],
          ("--seeds", "0")),

@@ -65,7 +65,8 @@ def test_finetune_experiments_bind_spec_settings(task, lr, steps, batch):
   assert gin.query_parameter("%TRAIN_STEPS") == steps
   assert gin.query_parameter("%BATCH_SIZE") == batch
   assert gin.query_parameter("%BEAM_SIZE") == 4
-  assert gin.query_parameter("optim.learning_rate_schedule.factors") == "constant"
+  assert gin.query_parameter("%FACTORS") == "constant"
+  assert str(gin.query_parameter("optim.learning_rate_schedule.factors")) == "%FACTORS"
 
 
 def test_pretrain_experiment_binds_paper_schedule():
@@ -87,3 +88,30 @@ def test_includes_resolve_beside_an_unrelated_runs_folder(tmp_path, monkeypatch)
   main.parse_gin(["models/tiny.gin", "experiments/finetune/webqsp.gin"],
                  ["MODEL_DIR = '/tmp/x'"], [str(GIN_DIR)])
   assert gin.query_parameter("%TRAIN_STEPS") == 50_000
+
+
+@pytest.mark.parametrize("table", ["experiments/table2_init.gin",
+                                   "experiments/table3_pre_attn_ln.gin"])
+def test_include_order_does_not_matter(table):
+  # Both files include runs/finetune.gin; each file is read once, so either order gives the same
+  # configuration (the task's settings are not reset by a later include).
+  bindings = ["MODEL_DIR = '/tmp/x'", "INIT_ID = 'per_param_grouping___init_scale'",
+              "STATISTICS_CHECKPOINT = '/tmp/s'"]
+  bindings = [b for b in bindings if b.split(" = ")[0] in _all_text(GIN_DIR / table) + "MODEL_DIR"]
+  configs = []
+  for files in ([table, "experiments/finetune/retrosynthesis.gin"],
+                ["experiments/finetune/retrosynthesis.gin", table]):
+    gin.clear_config()
+    main.parse_gin(["models/t5_small.gin", *files], bindings, [str(GIN_DIR)])
+    assert gin.query_parameter("%TRAIN_STEPS") == 400_000  # retrosynthesis.gin's, not the base's
+    assert gin.query_parameter("%MIXTURE_OR_TASK_NAME") == "retrosynthesis"
+    assert str(gin.query_parameter("%INIT_HOOK")) == "@init_stats.apply_initialisation"
+    configs.append(gin.config_str())
+  assert configs[0] == configs[1]
+
+
+def test_a_file_given_twice_is_read_once():
+  files = main.parse_gin(["models/t5_small.gin", "experiments/finetune/squad.gin",
+                          "runs/finetune.gin"], ["MODEL_DIR = '/tmp/x'"], [str(GIN_DIR)])
+  assert len(files) == len(set(files))
+  assert gin.query_parameter("%TRAIN_STEPS") == 250_000  # Not reset to runs/finetune.gin's.

@@ -32,6 +32,7 @@ import io
 import os
 import re
 import sys
+import tokenize
 from typing import Any, Callable, Sequence
 
 import gin
@@ -108,7 +109,7 @@ def _statements(text: str, name: str) -> list:
   stream.name = name
   try:
     return list(config_parser.ConfigParser(stream, _ListingDelegate()))
-  except SyntaxError as e:
+  except (SyntaxError, tokenize.TokenError, ValueError) as e:
     raise GinConfigError(f"gin syntax error in {name}: {e}") from None
 
 
@@ -160,7 +161,7 @@ def _macro_bindings(bindings: Sequence[str]) -> list[tuple[str, str]]:
   """(macro name, binding) for each binding that sets a macro."""
   found = []
   for binding in bindings:
-    for statement in _statements(binding, "<command line>"):
+    for statement in _statements(binding, f"the binding {binding.strip()!r}"):
       if isinstance(statement, config_parser.BindingStatement) and not statement.arg_name:
         name = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
         found.append((name, binding))
@@ -261,6 +262,7 @@ def _register_configurables() -> None:
   from synthetic_pretraining.train import loop
   from synthetic_pretraining.train import optim
   from synthetic_pretraining.train import partitioning
+  from synthetic_pretraining.train import trainer
 
 
 def _run_configured() -> Any:
@@ -300,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   gin.clear_config()
   parse_gin(args.gin_file, args.gin_bindings, search_paths,
             macro_defaults=environment.gin_macro_defaults())
+  with gin.unlock_config():
+    for key, value in environment.distributed_settings().items():
+      gin.bind_parameter(f"maybe_initialize_distributed.{key}", value)
   _run_configured()
   return 0
 
@@ -308,7 +313,7 @@ def console_main() -> None:
   from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
   try:
     sys.exit(main())
-  except (GinConfigError, checkpoints.IncompatibleCheckpointError) as e:
+  except (GinConfigError, checkpoints.IncompatibleCheckpointError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

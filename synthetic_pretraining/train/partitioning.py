@@ -8,7 +8,6 @@ the rest along "data". Parameters carry logical axis names (`vocab`, `embed`, `m
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -35,7 +34,6 @@ def logical_axis_rules() -> LogicalRules:
   )
 
 
-@gin.configurable
 def create_mesh(num_partitions: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A ("data", "model") mesh over all (global) devices, `num_partitions` wide along "model"."""
   devices = list(jax.devices() if devices is None else devices)
@@ -84,26 +82,25 @@ def maybe_initialize_distributed(coordinator_address: str | None = None,
                                  num_processes: int | None = None,
                                  process_id: int | None = None,
                                  cpu_collectives: str | None = None) -> bool:
-  """Starts `jax.distributed` for multi-host runs, from arguments or environment.
+  """Starts `jax.distributed` for multi-host runs (arguments or gin; no-op without an address).
 
-  Environment: SP_COORDINATOR_ADDRESS, SP_NUM_PROCESSES, SP_PROCESS_ID, SP_CPU_COLLECTIVES
-  (e.g. "gloo" to test several CPU processes on one machine). With no coordinator address this
-  is a no-op, except that on cluster managers jax detects itself (SLURM, Cloud TPU) nothing else
-  is needed either: set SP_COORDINATOR_ADDRESS=auto to call `jax.distributed.initialize()` bare.
-  Returns True when distributed mode was started.
+  The train command binds these from SP_COORDINATOR_ADDRESS, SP_NUM_PROCESSES, SP_PROCESS_ID and
+  SP_CPU_COLLECTIVES (see `synthetic_pretraining.environment`; e.g. SP_CPU_COLLECTIVES=gloo to test
+  several CPU processes on one machine). `coordinator_address='auto'` calls
+  `jax.distributed.initialize()` bare, for cluster managers jax detects itself (SLURM, Cloud
+  TPU). Returns True when distributed mode was started.
   """
-  address = coordinator_address or os.environ.get("SP_COORDINATOR_ADDRESS")
-  if not address:
+  if not coordinator_address:
     return False
-  collectives = cpu_collectives or os.environ.get("SP_CPU_COLLECTIVES")
-  if collectives:
-    jax.config.update("jax_cpu_collectives_implementation", collectives)
-  if address == "auto":
+  if cpu_collectives:
+    jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+  if coordinator_address == "auto":
     jax.distributed.initialize()
     return True
-  num_processes = num_processes if num_processes is not None else int(
-      os.environ["SP_NUM_PROCESSES"])
-  process_id = process_id if process_id is not None else int(os.environ["SP_PROCESS_ID"])
-  jax.distributed.initialize(coordinator_address=address, num_processes=num_processes,
-                             process_id=process_id)
+  if num_processes is None or process_id is None:
+    raise ValueError(f"coordinator address {coordinator_address!r} given without the number of "
+                     "processes and this process's id (SP_NUM_PROCESSES, SP_PROCESS_ID, or gin "
+                     "maybe_initialize_distributed.num_processes / .process_id)")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
   return True

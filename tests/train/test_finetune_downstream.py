@@ -42,9 +42,10 @@ def test_short_finetune_writes_task_metrics(task, prepared, tmp_path):
       split="validation" if task == "squad" else "test", num_examples=6, batch_size=6,
       beam_size=2, write_n_results=2)
   loop.train(model_dir=str(tmp_path), model_config=t5.get_config("tiny"),
-             mixture_or_task_name=task, task_feature_lengths=lengths, train_steps=2,
-             batch_size=8, learning_rate_fn=optim.learning_rate_schedule("constant", 1e-3),
-             eval_period=2, eval_steps=1, checkpoint_period=2, log_period=1,
+             dataset=loop.DatasetConfig(task, lengths, 8), train_steps=2,
+             learning_rate_fn=optim.learning_rate_schedule("constant", 1e-3),
+             evaluation=loop.EvalConfig(period=2, steps=1),
+             checkpointing=loop.CheckpointConfig(period=2), log_period=1,
              inference_evaluator=evaluator)
   gin.clear_config()
   records = list(metrics_io.read(str(tmp_path)))

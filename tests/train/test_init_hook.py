@@ -90,7 +90,8 @@ def test_gin_bound_loop_trains_from_the_statistics_initialisation(tmp_path):
       np.testing.assert_array_equal(saved[name], default[name], err_msg=name)
   # The run directory records how it was initialised.
   config = (model_dir / "config.gin").read_text()
-  assert "train.init_hook = @init_stats.apply_initialisation" in config
+  assert "INIT_HOOK = @init_stats.apply_initialisation" in config
+  assert re.search(r"^(loop\.)?InitConfig\.hook = %INIT_HOOK$", config, re.M)
   assert "INIT_ID = 'preattnln_per_param_grouping___init_scale'" in config
 
   # A resumed run restores its checkpoint and does not re-initialise.
@@ -101,9 +102,10 @@ def test_gin_bound_loop_trains_from_the_statistics_initialisation(tmp_path):
 
   gin.clear_config()
   loop.train(model_dir=str(model_dir), model_config=t5.get_config("tiny"),
-             mixture_or_task_name="toy_copy", mixture_or_task_module="tests.train.toy_tasks",
-             task_feature_lengths={"inputs": 12, "targets": 12}, train_steps=1, batch_size=8,
-             eval_period=0, init_hook=must_not_run)
+             dataset=loop.DatasetConfig("toy_copy", {"inputs": 12, "targets": 12}, 8,
+                                        module="tests.train.toy_tasks"),
+             train_steps=1, evaluation=loop.EvalConfig(period=0),
+             initialization=loop.InitConfig(hook=must_not_run))
 
 
 def test_table2_hook_through_gin_matches_init_from_statistics(tmp_path):
@@ -116,7 +118,7 @@ def test_table2_hook_through_gin_matches_init_from_statistics(tmp_path):
       "MIXTURE_OR_TASK_NAME = 'toy_copy'", f"MODEL_DIR = '{tmp_path / 'run'}'",
       "INIT_ID = 'per_param_grouping___init_scale'", f"STATISTICS_CHECKPOINT = '{npz}'",
       "INIT_SEED = 11"], [GIN_DIR])
-  hook = gin.query_parameter("loop.train.init_hook")
+  hook = gin.query_parameter("%INIT_HOOK")
   assert hook.configurable.wrapped is init_stats.apply_initialisation.__wrapped__
 
   result = _flat(init_stats.apply_initialisation(init_stats.unflatten_params(default)))
@@ -139,7 +141,7 @@ def test_table3_hook_through_gin_sets_the_constant(tmp_path, include_pre_mlp):
   main.parse_gin(["models/tiny.gin", TABLE3], [
       "MIXTURE_OR_TASK_NAME = 'toy_copy'", f"MODEL_DIR = '{tmp_path / 'run'}'",
       "PRE_ATTN_LN_VALUE = 0.15", f"INCLUDE_PRE_MLP = {include_pre_mlp}"], [GIN_DIR])
-  assert gin.query_parameter("loop.train.init_hook").configurable.wrapped is (
+  assert gin.query_parameter("%INIT_HOOK").configurable.wrapped is (
       init_stats.apply_initialisation.__wrapped__)
 
   result = _flat(init_stats.apply_initialisation(init_stats.unflatten_params(default)))
@@ -205,7 +207,7 @@ def test_the_header_command_parses_and_keeps_the_task_settings(gin_file):
 
   main.parse_gin(args.gin_file, args.gin_bindings, [GIN_DIR])
 
-  assert gin.query_parameter("loop.train.init_hook").configurable.wrapped is (
+  assert gin.query_parameter("%INIT_HOOK").configurable.wrapped is (
       init_stats.apply_initialisation.__wrapped__)
   assert {m: gin.query_parameter(f"%{m}") for m in expected} == expected
   assert gin.query_parameter("%EVALUATOR_NUM_EXAMPLES") == 10000

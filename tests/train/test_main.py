@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from synthetic_pretraining.train import checkpoints
+from synthetic_pretraining.train import loop
 from synthetic_pretraining.train import main
 from tests.conftest import REPO_ROOT
 
@@ -60,8 +61,14 @@ def test_console_reports_missing_macro_without_traceback():
 def test_incompatible_checkpoint_names_the_parameters(tmp_path):
   run_in_process(tmp_path, "--gin.TRAIN_STEPS=1", "--gin.PERIOD=1")
   gin.clear_config()
-  with pytest.raises(checkpoints.IncompatibleCheckpointError) as error:
+  # Resuming with another model is refused as a change of run (issue 14) ...
+  with pytest.raises(loop.RunConfigMismatchError, match="model_config: recorded {'mlp_dim': 256}"):
     run_in_process(tmp_path, "--gin.TRAIN_STEPS=2", "--gin.t5.T5Config.mlp_dim=128")
+  gin.clear_config()
+  # ... and when allowed, the checkpoint's parameters are checked against the model's.
+  with pytest.raises(checkpoints.IncompatibleCheckpointError) as error:
+    run_in_process(tmp_path, "--gin.TRAIN_STEPS=2", "--gin.t5.T5Config.mlp_dim=128",
+                   "--gin.ALLOW_CONFIG_CHANGE=True")
   message = str(error.value)
   assert "encoder/layers_0/mlp/wi/kernel: checkpoint (64, 256) vs model (64, 128)" in message
   assert "decoder/layers_1/mlp/wo/kernel" in message
