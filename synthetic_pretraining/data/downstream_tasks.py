@@ -36,30 +36,24 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import gin
 import seqio
 import tensorflow as tf
 
+from synthetic_pretraining.data import catalogue
 from synthetic_pretraining.data import metrics
 from synthetic_pretraining.data import vocab as vocab_lib
 from synthetic_pretraining.data.downstream import common
 
+# Derived from the catalogue (data/catalogue.py), which holds every fact of a task.
 FEATURE_LENGTHS: Mapping[str, Mapping[str, int]] = {
-    "cnndm_10k": {"inputs": 512, "targets": 256},
-    "code_translation": {"inputs": 1024, "targets": 1024},
-    "mtop": {"inputs": 1024, "targets": 128},
-    "retrosynthesis": {"inputs": 256, "targets": 256},
-    "squad": {"inputs": 512, "targets": 128},
-    "webqsp": {"inputs": 2048, "targets": 256},
-}
-DOWNSTREAM_TASKS = tuple(FEATURE_LENGTHS)
+    name: dict(task.feature_lengths) for name, task in catalogue.CATALOGUE.items()}
+DOWNSTREAM_TASKS = tuple(catalogue.CATALOGUE)
 SPLITS: Mapping[str, tuple[str, ...]] = {
-    task: ("train", "validation") if task == "squad" else ("train", "validation", "test")
-    for task in DOWNSTREAM_TASKS
-}
-NUM_FIELDS: Mapping[str, int] = {task: 3 if task == "squad" else 2 for task in DOWNSTREAM_TASKS}
+    name: task.splits for name, task in catalogue.CATALOGUE.items()}
+NUM_FIELDS: Mapping[str, int] = {name: task.num_fields for name, task in catalogue.CATALOGUE.items()}
 TARGET_TEXT_MODES = ("decoded", "raw")
 
 
@@ -104,9 +98,10 @@ class PreparedSplitsSource(seqio.TextLineDataSource):
     return [path]
 
 
-def parse_tsv(dataset: tf.data.Dataset, task: str, num_fields: int) -> tf.data.Dataset:
-  """Splits each line on TAB into inputs, targets (and the squad answers JSON)."""
-  keys = ("inputs", "targets", "answers")[:num_fields]
+def parse_tsv(dataset: tf.data.Dataset, task: str, num_fields: int,
+              keys: tuple[str, ...] | None = None) -> tf.data.Dataset:
+  """Splits each line on TAB into the task's fields (inputs, targets[, answers…])."""
+  keys = tuple(keys or ("inputs", "targets", "answers")[:num_fields])
 
   def parse(line):
     fields = tf.strings.split(line, "\t")
@@ -139,8 +134,10 @@ def squad_answers(output_or_target: Any, example: Mapping[str, Any] | None = Non
 
 
 def register_downstream_tasks(vocabulary: seqio.Vocabulary, data_dir: str | None = None,
-                              suffix: str = "", target_text_mode: str = "decoded") -> list[str]:
-  """Registers the six downstream seqio tasks (name + suffix); returns their names.
+                              suffix: str = "", target_text_mode: str = "decoded",
+                              tasks: Sequence[catalogue.DownstreamTask] | None = None
+                              ) -> list[str]:
+  """Registers the catalogue's downstream seqio tasks (name + suffix); returns their names.
 
   Re-registering a name replaces the earlier task, so notebooks and tests may call this again.
 
@@ -151,6 +148,7 @@ def register_downstream_tasks(vocabulary: seqio.Vocabulary, data_dir: str | None
     suffix: appended to every task name (e.g. "_byte" for a second vocabulary).
     target_text_mode: "decoded" (release behaviour) or "raw": the target text the custom tasks'
       metrics compare against.
+    tasks: catalogue entries to register (default: all of `catalogue.CATALOGUE`).
   """
   if target_text_mode not in TARGET_TEXT_MODES:
     raise ValueError(f"target_text_mode must be one of {TARGET_TEXT_MODES}, "
@@ -160,24 +158,27 @@ def register_downstream_tasks(vocabulary: seqio.Vocabulary, data_dir: str | None
       "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),
   }
   names = []
-  for task in DOWNSTREAM_TASKS:
-    parse = functools.partial(parse_tsv, task=task, num_fields=NUM_FIELDS[task])
-    if task == "squad":
+  for entry in (tasks if tasks is not None else catalogue.CATALOGUE.values()):
+    parse = functools.partial(parse_tsv, task=entry.name, num_fields=entry.num_fields,
+                              keys=entry.fields)
+    if entry.pipeline == "eos_after_trim":
       preprocessors = [parse, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                        seqio.preprocessors.append_eos_after_trim]
-      postprocess_fn = squad_answers
     else:
       preprocessors = [parse, seqio.preprocessors.tokenize_and_append_eos]
+    if entry.postprocessor == "squad_answers":
+      postprocess_fn = squad_answers
+    else:
       postprocess_fn = functools.partial(target_text, vocabulary=vocabulary,
                                          mode=target_text_mode)
-    name = task + suffix
+    name = entry.name + suffix
     seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=PreparedSplitsSource(task, SPLITS[task], data_dir, vocabulary),
+        source=PreparedSplitsSource(entry.name, entry.splits, data_dir, vocabulary),
         output_features=output_features,
         preprocessors=preprocessors,
         postprocess_fn=postprocess_fn,
-        metric_fns=list(metrics.METRIC_FNS[task]))
+        metric_fns=list(metrics.metric_fns(entry)))
     names.append(name)
   return names

@@ -104,11 +104,15 @@ def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[
   return {"em": float(np.mean(em) * 100), "f1": float(np.mean(f1) * 100)}
 
 
-METRIC_FNS: Mapping[str, tuple] = {
-    "cnndm_10k": (rouge,),
-    "code_translation": (exact_match_f1, chrf),
-    "mtop": (exact_match_f1, chrf),
-    "retrosynthesis": (exact_match_f1, chrf),
-    "webqsp": (exact_match_f1, chrf),
-    "squad": (squad,),
-}
+def metric_fns(task) -> tuple:
+  """The metric functions of a catalogue entry (`data.catalogue.DownstreamTask.metrics`)."""
+  return tuple(globals()[name] for name in task.metrics)
+
+
+def _metric_table() -> Mapping[str, tuple]:
+  from synthetic_pretraining.data import catalogue  # pylint: disable=g-import-not-at-top
+  return {name: metric_fns(task) for name, task in catalogue.CATALOGUE.items()}
+
+
+METRIC_FNS: Mapping[str, tuple] = _metric_table()
+"""Task name -> metric functions, derived from the catalogue."""

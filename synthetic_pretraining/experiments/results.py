@@ -52,20 +52,13 @@ import sys
 import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
+from synthetic_pretraining.data import catalogue
 from synthetic_pretraining.train import metrics_io
 
-TASK_METRICS = {
-    "cnndm_10k": "rouge1",
-    "code_translation": "em",
-    "mtop": "em",
-    "retrosynthesis": "em",
-    "squad": "em",
-    "squad_v010_allanswers": "em",
-    "webqsp": "em",
-}
+# Derived from the downstream catalogue (data/catalogue.py): the metric each task reports.
+TASK_METRICS = catalogue.reported_metrics()
 DEFAULT_METRIC = "em"
-TASK_ORDER = ("cnndm_10k", "code_translation", "mtop", "retrosynthesis", "squad",
-              "squad_v010_allanswers", "webqsp")
+TASK_ORDER = tuple(sorted(TASK_METRICS))
 DEFAULT_NATURAL = "off_the_shelf"
 DEFAULT_SCRATCH = "from_scratch"
 VALIDATION_GROUP, VALIDATION_KEY = "training_eval", "accuracy"
@@ -173,7 +166,7 @@ def read_run_info(run_dir: str) -> RunInfo:
 
 def metric_for_task(task: str, overrides: Mapping[str, str] | None = None) -> str:
   """The reported test metric of a task (ROUGE-1 for CNNDM-10K, EM otherwise)."""
-  return (overrides or {}).get(task) or TASK_METRICS.get(task, DEFAULT_METRIC)
+  return (overrides or {}).get(task) or catalogue.reported_metrics().get(task, DEFAULT_METRIC)
 
 
 def _series(records: Sequence[Mapping[str, Any]], group: str, key: str,
