@@ -14,8 +14,9 @@ Streaming (`SyntheticStreamSource`): examples come from `generators.base`, addre
   dataset's construction, or gin `stream_settings.start_index`) starts the
   train stream of every shard at that example index, by block arithmetic (nothing generated and
   discarded but the part of one block). With one task and no packing a resumed run starts at
-  `step * per_shard_batch_size` and sees exactly the examples it would have seen; the trainer does
-  this itself (`train.data_input.resumes_by_index`). Packing, mixtures and span corruption
+  `step * per_shard_batch_size` and sees exactly the examples it would have seen. The source owns
+  this policy: `SyntheticStreamSource.resume_policy(task, split, pack)` says 'jump' or 'skip' and
+  `starting_at(index)` jumps; the trainer only asks (`train.data_input.resumes_by_index`). Packing, mixtures and span corruption
   consume a data-dependent number of examples per step: there the trainer skips the batches it
   has seen (exact, but it regenerates them), or checkpoint the tf.data iterator (block generation
   is a stateless function of the block index).
@@ -230,6 +231,25 @@ class SyntheticStreamSource(seqio.DataSource):
   @property
   def supports_arbitrary_sharding(self) -> bool:
     return True  # Every shard index is its own generator stream.
+
+  # ---- resume policy (asked by train.data_input; see the module docstring) --------------------
+  def resume_policy(self, task: seqio.Task, split: str, pack: bool) -> str:
+    """'jump' if a resumed `split` of `task` may start at step × batch, else 'skip'.
+
+    Jumping is exact when every batch row is the next example of this shard's stream: the train
+    split, no packing, no shuffle buffer, and only the 1:1 batched `append_eos_after_trim` after
+    the source. Packing, span corruption (data-dependent examples per row) and shuffling must
+    skip the batches already seen (exact, but regenerated).
+    """
+    from synthetic_pretraining.data import preprocessors  # pylint: disable=g-import-not-at-top
+    one_to_one = (len(task.preprocessors) == 1 and
+                  preprocessors.output_is_trimmed(task))
+    return ("jump" if split == "train" and not pack and task.shuffle_buffer_size is None
+            and one_to_one else "skip")
+
+  def starting_at(self, example_index: int):
+    """Context manager: train streams built inside start at `example_index` of their shard."""
+    return train_streams_start_at(example_index)
 
   def list_shards(self, split: str) -> Sequence[str]:
     return [split]

@@ -8,6 +8,7 @@ selects seqio's own.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Iterator, Mapping
 
@@ -19,7 +20,6 @@ import tensorflow as tf
 
 from synthetic_pretraining.data import feature_converters
 from synthetic_pretraining.data import preprocessors as sp_preprocessors
-from synthetic_pretraining.data import synthetic_sources
 
 
 def import_task_modules(modules: str | list[str] | tuple[str, ...] | None,
@@ -82,9 +82,10 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
   task = get_mixture_or_task(mixture_or_task_name)
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
   batch_size = host_batch_size(global_batch_size)
-  jump = skip_batches and resumes_by_index(task, split, pack)
-  start = batch_size * skip_batches if jump else 0
-  with synthetic_sources.train_streams_start_at(start):
+  jump = bool(skip_batches) and resumes_by_index(task, split, pack)
+  starting = (task.source.starting_at(batch_size * skip_batches) if jump
+              else contextlib.nullcontext())
+  with starting:
     ds = seqio.get_dataset(
         mixture_or_task_name, task_feature_lengths=dict(task_feature_lengths),
         dataset_split=split, shuffle=shuffle, num_epochs=num_epochs, seed=seed, shard_info=shard,
@@ -99,17 +100,16 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
 
 
 def resumes_by_index(task: seqio.Task | seqio.Mixture, split: str, pack: bool) -> bool:
-  """Whether a resumed `split` can start the streams at step * batch size instead of skipping.
+  """Whether a resumed `split` can start its source at step × batch instead of skipping batches.
 
-  True for one streamed synthetic Task, unpacked, whose only preprocessor is the 1:1 batched
-  append_eos_after_trim and which does not shuffle: then every batch row is the next example of
-  this host's stream, so batch k starts at example k * host batch size exactly. (Packing, mixtures
-  and span corruption use a data-dependent number of examples per batch: they skip batches.)
+  The data source decides (its `resume_policy(task, split, pack)` returns 'jump' or 'skip'; see
+  `synthetic_sources.SyntheticStreamSource`); a source without a policy, and every mixture (whose
+  tasks interleave by sampling), skips.
   """
-  return (isinstance(task, seqio.Task) and split == "train" and not pack
-          and isinstance(task.source, synthetic_sources.SyntheticStreamSource)
-          and len(task.preprocessors) == 1 and sp_preprocessors.output_is_trimmed(task)
-          and task.shuffle_buffer_size is None)
+  if not isinstance(task, seqio.Task):
+    return False
+  policy = getattr(task.source, "resume_policy", None)
+  return callable(policy) and policy(task, split, pack) == "jump"
 
 
 def as_numpy(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
