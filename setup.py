@@ -13,10 +13,12 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     # tasks/ is the registry folder of the design card; installed as synthetic_pretraining.tasks so a
     # T5X user can set MIXTURE_OR_TASK_MODULE = "synthetic_pretraining.tasks".
+    # gin/ ships as package data (synthetic_pretraining/gin_files/ of an installed copy), found by
+    # train.main whatever the working directory.
     packages=(setuptools.find_packages(include=["synthetic_pretraining", "synthetic_pretraining.*"])
-              + ["synthetic_pretraining.tasks"]),
-    package_dir={"synthetic_pretraining.tasks": "tasks"},
-    package_data={"synthetic_pretraining": ["gin/**/*.gin"]},
+              + ["synthetic_pretraining.tasks", "synthetic_pretraining.gin_files"]),
+    package_dir={"synthetic_pretraining.tasks": "tasks", "synthetic_pretraining.gin_files": "gin"},
+    package_data={"synthetic_pretraining.gin_files": ["*.gin", "**/*.gin"]},
     # Row-wise generator kernels (CPython-ordered set operations, per-row hash maps). Optional:
     # without a C compiler the generators fall back to numpy / Python sets (same output, slower).
     ext_modules=[setuptools.Extension("synthetic_pretraining.generators._native",
