@@ -205,7 +205,8 @@ def _capture(fn: Callable[[], Any], errors: list) -> Callable[[], None]:
 def _describe(i: int, result: TrialResult) -> str:
   kills = result.kills
   counts = ", ".join(f"{kills.count(k)} {k}" for k in KILL_KINDS if kills.count(k))
-  resumed = [a.started_at_step for a in result.attempts[1:]]
+  resumed = ["scratch" if a.started_at_step is None else a.started_at_step
+             for a in result.attempts[1:]]  # scratch: killed before its first checkpoint.
   verdict = (f"identical ({result.num_arrays} arrays)" if result.identical else
              f"DIFFERENT: {len(result.differing)} arrays, e.g. {result.differing[:3]}")
   return (f"trial {i}: {len(kills)} kills ({counts or 'none'}), {len(result.attempts)} starts, "
