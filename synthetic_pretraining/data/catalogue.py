@@ -213,10 +213,9 @@ def write_finetune_gin(folder: str, tasks: Sequence[DownstreamTask] | None = Non
   for task in tasks or CATALOGUE.values():
     if task.finetune is None:
       continue
+    from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
     path = os.path.join(folder, f"{task.name}.gin")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      f.write(finetune_gin(task))
-    os.replace(path + ".tmp", path)
+    checkpoints.atomic_write_text(path, finetune_gin(task))
     written.append(path)
   return written
 

@@ -33,7 +33,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -252,15 +251,9 @@ def random_init(config, seed: int = 0) -> FlatParams:
 
 def shape_mismatches(reference: FlatParams, other: FlatParams) -> list[str]:
   """Names whose presence or shape differs between two flat trees (for a warning)."""
-  problems = []
-  for name in sorted(set(reference) | set(other), key=init_stats.natural_key):
-    if name not in other:
-      problems.append(f"{name}: only in the first")
-    elif name not in reference:
-      problems.append(f"{name}: only in the second")
-    elif np.shape(reference[name]) != np.shape(other[name]):
-      problems.append(f"{name}: {np.shape(reference[name])} vs {np.shape(other[name])}")
-  return problems
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.shape_mismatches(reference, other, found_name="the second",
+                                      expected_name="the first")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -648,17 +641,10 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                             dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """Writes through `write(binary file)` atomically (`train.checkpoints.atomic_output`)."""
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  with checkpoints.atomic_output(path, "wb") as f:
+    write(f)
 
 
 def write_outputs(analysis: Analysis, out_dir: str) -> dict[str, str]:

@@ -5,10 +5,12 @@
         [--metric TASK=KEY]
 
 Run directories. Each fine-tuning run is a directory with `metrics.jsonl` (the format of
-`train/metrics_io.py`) and, optionally, `run.json` naming what it is:
-    {"method": "set", "task": "code_translation", "seed": 0}
-Fields missing from `run.json` (or the whole file) are read from the path
-`…/<method>/<task>[/seed_<k>]` (seed 0 when there is no `seed_<k>` component). An argument that
+`train/metrics_io.py`) and the training loop's `run_info.json`, whose `labels` (gin RUN_LABELS)
+name what it is:
+    {"labels": {"method": "set", "task": "code_translation", "seed": 0}, "mixture_or_task_name": …}
+A task missing from the labels is the run's `mixture_or_task_name`; other missing fields (or the
+whole file) are read from the path `…/<method>/<task>[/seed_<k>]` (seed 0 when there is no
+`seed_<k>` component). An argument that
 is not itself a run directory is searched recursively for run directories.
 
 Per run (SPEC §5.5): the step with the highest validation token accuracy (group `training_eval`,
@@ -49,7 +51,6 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
 from synthetic_pretraining.data import catalogue
@@ -63,7 +64,7 @@ DEFAULT_NATURAL = "off_the_shelf"
 DEFAULT_SCRATCH = "from_scratch"
 VALIDATION_GROUP, VALIDATION_KEY = "training_eval", "accuracy"
 TEST_GROUP = "inference_eval"
-RUN_FILE = "run.json"
+RUN_FILE = "run_info.json"  # written by the training loop (train.checkpoints.RUN_INFO_FILE)
 GAP, UNDEFINED = "–", "undef."
 OUTPUT_FILES = ("results.md", "results.csv", "runs.csv", "benefit.png")
 _SEED_DIR_RE = re.compile(r"seed[_-]?(\d+)")
@@ -141,27 +142,34 @@ def _read_json(path: str) -> Any:
 
 
 def read_run_info(run_dir: str) -> RunInfo:
-  """`run.json` of a run directory, completed from the path for fields it lacks."""
+  """What a run is, from the loop's `run_info.json`: its `labels` (method, task, seed; gin
+  RUN_LABELS), the task it trained on, then the path for whatever is still missing."""
   path = os.path.join(run_dir, RUN_FILE)
   if not os.path.exists(path):
     return infer_run_info(run_dir)
   data = _read_json(path)
   if not isinstance(data, dict):
-    raise ValueError(f"{path}: expected a JSON object like "
-                     '{"method": "set", "task": "code_translation", "seed": 0}')
-  unknown = sorted(set(data) - {"method", "task", "seed"})
+    raise ValueError(f"{path}: expected a JSON object with 'labels', e.g. "
+                     '{"labels": {"method": "set", "task": "code_translation", "seed": 0}}')
+  labels = data.get("labels", {})
+  if not isinstance(labels, dict):
+    raise ValueError(f"{path}: 'labels' must be an object, got {labels!r}")
+  unknown = sorted(set(labels) - {"method", "task", "seed"})
   if unknown:
-    raise ValueError(f"{path}: unknown key(s) {unknown}; expected method, task, seed")
+    raise ValueError(f"{path}: unknown label(s) {unknown}; expected method, task, seed")
   for key in ("method", "task"):
-    if key in data and (not isinstance(data[key], str) or not data[key]):
-      raise ValueError(f"{path}: '{key}' must be a non-empty string, got {data[key]!r}")
-  if "seed" in data and (not isinstance(data["seed"], int) or isinstance(data["seed"], bool)):
-    raise ValueError(f"{path}: 'seed' must be an integer, got {data['seed']!r}")
-  if {"method", "task", "seed"} <= set(data):
-    return RunInfo(run_dir, data["method"], data["task"], data["seed"])
+    if key in labels and (not isinstance(labels[key], str) or not labels[key]):
+      raise ValueError(f"{path}: label '{key}' must be a non-empty string, got {labels[key]!r}")
+  if "seed" in labels and (not isinstance(labels["seed"], int) or isinstance(labels["seed"], bool)):
+    raise ValueError(f"{path}: label 'seed' must be an integer, got {labels['seed']!r}")
+  found = dict(labels)
+  if "task" not in found and isinstance(data.get("mixture_or_task_name"), str):
+    found["task"] = data["mixture_or_task_name"]
+  if {"method", "task", "seed"} <= set(found):
+    return RunInfo(run_dir, found["method"], found["task"], found["seed"])
   inferred = infer_run_info(run_dir)
-  return RunInfo(run_dir, data.get("method", inferred.method), data.get("task", inferred.task),
-                 data.get("seed", inferred.seed))
+  return RunInfo(run_dir, found.get("method", inferred.method), found.get("task", inferred.task),
+                 found.get("seed", inferred.seed))
 
 
 def metric_for_task(task: str, overrides: Mapping[str, str] | None = None) -> str:
@@ -546,15 +554,10 @@ def plot_run_curves(runs: Sequence[RunResult]):
 
 
 def _atomic_write(path: str, write) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  """Writes through `write(binary file)` atomically (`train.checkpoints.atomic_output`)."""
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  with checkpoints.atomic_output(path, "wb") as f:
+    write(f)
 
 
 def write_report(table: ResultsTable, out_dir: str) -> dict[str, str]:

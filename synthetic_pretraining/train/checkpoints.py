@@ -31,13 +31,15 @@ import shutil
 import socket
 import tempfile
 import time
+import re
 from typing import Any, Callable, Iterator, Mapping
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-from synthetic_pretraining.model import t5
+from synthetic_pretraining import param_tree
+
+# jax, orbax and the model are imported where they are needed: the atomic writes, run metadata
+# and shape checks of this module stay cheap to import (the results tooling uses them).
 
 CHECKPOINT_SUBDIR = "checkpoints"
 CORRUPTED_SUBDIR = "checkpoints_corrupted"
@@ -62,18 +64,27 @@ class ModelDirInUseError(ValueError):
 # Atomic writes.
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
-def atomic_output(path: str, mode: str = "w") -> Iterator[Any]:
-  """Yields a file object; on success the data replaces `path` atomically, on error nothing.
+def atomic_output(path: str, mode: str = "w", newline: str | None = None) -> Iterator[Any]:
+  """Yields a file object; on success the data replace `path` atomically, on error nothing.
 
   The data go to a temporary file in the same folder (same file system), flushed and fsynced,
-  then renamed over `path`. An exception (or a kill) leaves `path` untouched.
+  then renamed over `path` (with the permissions a plain `open` would give). An exception, or a
+  kill, leaves `path` untouched.
   """
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
   try:
-    with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+    os.chmod(tmp, 0o666 & ~_umask())
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": newline}
+    with os.fdopen(fd, mode, **text) as f:
       yield f
       f.flush()
       os.fsync(f.fileno())
@@ -113,30 +124,50 @@ def shape_of(leaf: Any) -> tuple[int, ...]:
   return tuple(int(d) for d in np.shape(leaf))
 
 
-def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-  """'/'-joined parameter name -> shape."""
-  return {k: shape_of(v) for k, v in t5.flatten_names(tree).items()}
+def flat_shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+  """'/'-joined parameter name -> shape, for a nested tree or an already flat mapping."""
+  return {name: shape_of(leaf) for name, leaf in param_tree.flatten(tree).items()}
 
 
-def shape_mismatches(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
-  """Human-readable differences between two name->shape mappings (flattened '/' names)."""
+def natural_key(name: str) -> list[Any]:
+  """Sort key that orders `layers_2` before `layers_10`."""
+  return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def shape_mismatches(expected: Mapping[str, Any], found: Mapping[str, Any], *,
+                     found_name: str = "checkpoint", expected_name: str = "model") -> list[str]:
+  """Every parameter missing, unexpected or of another shape — the one comparison of two trees.
+
+  Args:
+    expected: what the model needs: a nested tree or a flat name->leaf/shape mapping.
+    found: what was read, same forms.
+    found_name, expected_name: how the two sides are called in the messages.
+
+  Returns:
+    One line per problem, in natural name order: `shape differs: NAME: checkpoint (a,) vs model
+    (b,)`, `missing from checkpoint: NAME (model shape (b,))`, `unexpected in checkpoint: NAME
+    (shape (a,))`.
+  """
+  want, got = flat_shapes(expected), flat_shapes(found)
   problems = []
-  for name in sorted(set(expected) | set(found)):
-    if name not in found:
-      problems.append(f"{name}: missing from the checkpoint (model expects {tuple(expected[name])})")
-    elif name not in expected:
-      problems.append(f"{name}: in the checkpoint {tuple(found[name])} but not in the model")
-    elif tuple(expected[name]) != tuple(found[name]):
-      problems.append(f"{name}: checkpoint {tuple(found[name])} vs model {tuple(expected[name])}")
+  for name in sorted(set(want) | set(got), key=natural_key):
+    if name not in got:
+      problems.append(f"missing from {found_name}: {name} ({expected_name} shape {want[name]})")
+    elif name not in want:
+      problems.append(f"unexpected in {found_name}: {name} (shape {got[name]})")
+    elif want[name] != got[name]:
+      problems.append(f"shape differs: {name}: {found_name} {got[name]} vs {expected_name} "
+                      f"{want[name]}")
   return problems
 
 
-def check_compatible(expected_params: Any, found_params: Any, where: str) -> None:
-  """Raises IncompatibleCheckpointError listing every parameter whose name or shape differs."""
-  problems = shape_mismatches(flat_shapes(expected_params), flat_shapes(found_params))
+def check_compatible(expected_params: Any, found_params: Any, where: str,
+                     error: type[ValueError] = None) -> None:
+  """Raises (IncompatibleCheckpointError by default) listing every parameter that differs."""
+  problems = shape_mismatches(expected_params, found_params)
   if problems:
     listing = "\n  ".join(problems[:40]) + ("\n  …" if len(problems) > 40 else "")
-    raise IncompatibleCheckpointError(
+    raise (error or IncompatibleCheckpointError)(
         f"checkpoint {where} is incompatible with the model ({len(problems)} parameters differ):"
         f"\n  {listing}")
 
@@ -264,6 +295,8 @@ class Checkpointer:
     self.model_dir = os.path.abspath(model_dir)
     self.directory = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
     self.period = period
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    self._ocp = ocp
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_handlers=ocp.StandardCheckpointHandler())
@@ -280,7 +313,7 @@ class Checkpointer:
       return False
     if not force and (self.period <= 0 or step % self.period):
       return False
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    self.manager.save(step, args=self._ocp.args.StandardSave(state), force=True)
     self.saved.append(step)
     return True
 
@@ -302,10 +335,11 @@ class Checkpointer:
     if metadata is None or "params" not in metadata:
       raise CorruptCheckpointError(f"checkpoint {where} is incomplete: no parameter metadata")
     check_compatible(target_state["params"], metadata["params"], where)
+    import jax  # pylint: disable=g-import-not-at-top
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target_state)
     try:
-      restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      restored = self.manager.restore(step, args=self._ocp.args.StandardRestore(abstract))
     except Exception as e:  # pylint: disable=broad-except
       raise CorruptCheckpointError(f"checkpoint {where} cannot be read ({_short(e)})") from None
     # orbax may return plain tuples for optax's NamedTuples: rebuild the target's structure.
@@ -328,6 +362,7 @@ class Checkpointer:
     return None
 
   def _move_aside(self, step: int) -> str:
+    import jax  # pylint: disable=g-import-not-at-top
     target = os.path.join(self.model_dir, CORRUPTED_SUBDIR, str(step))
     if jax.process_index() == 0:
       os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -408,6 +443,8 @@ def load_params(path: str) -> dict:
   if kind == "t5x":
     from synthetic_pretraining.train import t5x_import  # pylint: disable=g-import-not-at-top
     return t5x_import.load_t5x_params(resolved)
+  import jax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   item_dir = resolved
   checkpointer = ocp.PyTreeCheckpointer()
   try:

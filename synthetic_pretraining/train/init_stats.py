@@ -256,16 +256,14 @@ def _rule(stat: str, group: Sequence[str]) -> str:
 
 def _check_compatible(target: FlatParams, source: FlatParams, init_id: str) -> list[list[str]]:
   """Groups of `init_id` over the target; raises if the source lacks or reshapes a grouped name."""
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
   groups = groups_for(init_id, target)
   grouped = {n for g in groups for n in g}
   source_grouped = {n for g in groups_for(init_id, source) for n in g}
-  problems = [f"{n}: in the model but not in the statistics checkpoint"
-              for n in sorted(grouped - set(source), key=natural_key)]
-  problems += [f"{n}: in the statistics checkpoint but not in the model"
-               for n in sorted(source_grouped - set(target), key=natural_key)]
-  problems += [f"{n}: shape {_shape(target[n])} in the model, {_shape(source[n])} in the "
-               f"statistics checkpoint" for n in sorted(grouped & set(source), key=natural_key)
-               if _shape(target[n]) != _shape(source[n])]
+  problems = checkpoints.shape_mismatches(
+      {n: target[n] for n in grouped},
+      {n: source[n] for n in source_grouped | (grouped & set(source))},
+      found_name="statistics checkpoint")
   if problems:
     shown = "\n  ".join(problems[:20])
     more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -459,14 +457,9 @@ def save_npz_params(path: str, params: PyTree) -> None:
     if array.dtype.kind not in "biuf" or (array.dtype.kind == "f" and array.dtype.itemsize < 4):
       array = array.astype(np.float32)  # bfloat16 (kind 'V') has no portable .npy dtype
     flat[name] = array
-  directory = os.path.dirname(os.path.abspath(path))
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}.npz")
-  try:
-    np.savez(tmp, **flat)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  with checkpoints.atomic_output(path, "wb") as f:
+    np.savez(f, **flat)
 
 
 def load_param_tree(source: Any, load_params_fn: Callable[[str], PyTree] | None = None) -> PyTree:

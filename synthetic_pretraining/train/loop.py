@@ -324,6 +324,7 @@ def train(*,
           num_partitions: int = 1,
           log_period: int = 100,
           stop_on_nonfinite_loss: bool = True,
+          labels: Mapping[str, Any] | None = None,
           inference_evaluator: Callable[..., Any] | None = None) -> dict:
   """Trains (or resumes) a run; returns the final teacher-forced validation metrics.
 
@@ -341,6 +342,8 @@ def train(*,
     num_partitions: model-parallel devices (macro NUM_PARTITIONS).
     log_period: steps between progress lines and `train` records (macro LOG_PERIOD).
     stop_on_nonfinite_loss: stop with NonFiniteLossError when the loss is NaN or infinite.
+    labels: what the run is in an experiment, e.g. {'method': 'set', 'task': 'mtop', 'seed': 0}
+      (macro RUN_LABELS); recorded in run_info.json, read by `synthetic-pretraining results`.
     inference_evaluator: called as `f(trainer=, params=, step=, model_dir=)` at every evaluation
       point, including the final step.
 
@@ -359,6 +362,11 @@ def train(*,
   seed = _integer("seed (macro SEED)", seed)
   if not isinstance(dataset, DatasetConfig):
     raise ValueError(f"dataset must be a loop.DatasetConfig, got {type(dataset).__name__}")
+  labels = dict(labels or {})
+  try:
+    json.dumps(labels)
+  except TypeError:
+    raise ValueError(f"labels (macro RUN_LABELS) must be JSON values, got {labels!r}") from None
 
   partitioning.maybe_initialize_distributed()
   data_input.import_task_modules(dataset.module, dataset.vocabulary)
@@ -378,7 +386,7 @@ def train(*,
                                     keep=checkpointing.keep)
     return _train(model_dir, model_config, dataset, train_steps, checkpointing, loss,
                   initialization, evaluation, learning_rate_fn, seed, log_period,
-                  stop_on_nonfinite_loss, inference_evaluator, task, mesh, ckpt)
+                  stop_on_nonfinite_loss, inference_evaluator, task, mesh, ckpt, labels)
   except BaseException:
     if ckpt is not None:
       _close_quietly(ckpt)
@@ -419,11 +427,12 @@ def _remove_skeleton(model_dir: str, created: bool, before: set[str]) -> None:
 
 def _train(model_dir, model_config, dataset, train_steps, checkpointing, loss, initialization,
            evaluation, learning_rate_fn, seed, log_period, stop_on_nonfinite_loss,
-           inference_evaluator, task, mesh, ckpt) -> dict:
+           inference_evaluator, task, mesh, ckpt, labels) -> dict:
   name = dataset.mixture_or_task_name
   lengths = dict(dataset.task_feature_lengths)
   batch_size = dataset.batch_size
   description = _describe_run(model_config, dataset, train_steps, mesh)
+  description["labels"] = labels
   recorded = checkpoints.read_run_info(model_dir)
   changed = {}
   if recorded and ckpt.all_steps():

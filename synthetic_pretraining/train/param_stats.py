@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from synthetic_pretraining.train import checkpoints
 from synthetic_pretraining.train import init_stats
 
 DEFAULT_INIT_ID = "per_layer_grouping___init_scale"
@@ -198,22 +199,14 @@ def write_report(report: dict[str, Any], path: str) -> None:
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in (".json", ".csv"):
     raise ValueError(f"--out {path}: expected a .json or .csv file name")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-  try:
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-      if suffix == ".json":
-        json.dump(_json_safe(report), f, indent=1)
-        f.write("\n")
-      else:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(csv_rows(report))
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with checkpoints.atomic_output(path, "w", newline="") as f:
+    if suffix == ".json":
+      json.dump(_json_safe(report), f, indent=1)
+      f.write("\n")
+    else:
+      writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
+      writer.writeheader()
+      writer.writerows(csv_rows(report))
 
 
 def _parser() -> argparse.ArgumentParser:

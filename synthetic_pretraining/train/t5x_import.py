@@ -50,16 +50,15 @@ unflatten_params = param_tree.unflatten
 
 def leaf_shape(leaf: Any) -> tuple[int, ...]:
   """Shape of an array, ShapeDtypeStruct, flax boxed (`nn.Partitioned`) leaf or shape tuple."""
-  if hasattr(leaf, "unbox") and not hasattr(leaf, "shape"):
-    leaf = leaf.unbox()
-  if isinstance(leaf, (tuple, list)):
-    return tuple(int(d) for d in leaf)
-  return tuple(int(d) for d in np.shape(leaf))
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.shape_of(leaf)
 
 
 def check_param_shapes(params: Mapping[str, Any], expected: Mapping[str, Any],
                        source: str = "checkpoint") -> None:
   """Raises ValueError naming every parameter missing, unexpected or of the wrong shape.
+
+  The comparison is `checkpoints.shape_mismatches` (the project's one shape check).
 
   Args:
     params: the tree read from a checkpoint.
@@ -67,19 +66,12 @@ def check_param_shapes(params: Mapping[str, Any], expected: Mapping[str, Any],
       leaves or shape tuples.
     source: what `params` came from, for the message (usually the checkpoint path).
   """
-  got = {name: leaf_shape(v) for name, v in flatten_params(params).items()}
-  want = {name: leaf_shape(v) for name, v in flatten_params(expected).items()}
-  problems = []
-  for name in want:
-    if name in got and got[name] != want[name]:
-      problems.append(f"  shape differs: {name}: checkpoint {got[name]} vs model {want[name]}")
-  problems += [f"  missing from checkpoint: {name} (model shape {want[name]})"
-               for name in want if name not in got]
-  problems += [f"  unexpected in checkpoint: {name} (shape {got[name]})"
-               for name in got if name not in want]
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  problems = checkpoints.shape_mismatches(expected, params)
   if problems:
-    raise ValueError(f"{source}: parameters do not match the model "
-                     f"({len(problems)} problem(s)):\n" + "\n".join(problems))
+    raise checkpoints.IncompatibleCheckpointError(
+        f"{source}: parameters do not match the model ({len(problems)} problem(s)):\n" +
+        "\n".join(f"  {p}" for p in problems))
 
 
 # ---------------------------------------------------------------------------------------------

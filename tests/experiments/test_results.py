@@ -20,9 +20,9 @@ def write_run(run_dir, task, accuracy, scores, metric, run_json=None):
     metrics_io.append(run_dir, step, "training_eval", task, {"accuracy": acc, "loss": 2.0})
     values = {metric: score, "f1": 99.0} if score is not None else {"f1": 99.0}
     metrics_io.append(run_dir, step, "inference_eval", task, values)
-  if run_json is not None:
-    with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as f:
-      json.dump(run_json, f)
+  if run_json is not None:  # The labels part of the loop's run_info.json.
+    with open(os.path.join(run_dir, "run_info.json"), "w", encoding="utf-8") as f:
+      json.dump({"mixture_or_task_name": task, "labels": run_json}, f)
   return run_dir
 
 
@@ -163,7 +163,7 @@ def test_bad_inputs_fail_with_clear_errors(tmp_path, capsys):
   write_run(str(tmp_path / "a"), "mtop", [0.1, 0.2, 0.3], [1.0, 2.0, 3.0], "em",
             run_json={"method": "set", "task": "mtop", "sede": 1})
   assert results.main([str(tmp_path / "a"), "--out", str(tmp_path / "o")]) == 2
-  assert "run.json: unknown key(s) ['sede']" in capsys.readouterr().err
+  assert "run_info.json: unknown label(s) ['sede']" in capsys.readouterr().err
 
   write_run(str(tmp_path / "b" / "set" / "mtop"), "mtop", [0.1, 0.2, 0.3], [1.0, 2.0, 3.0], "em")
   write_run(str(tmp_path / "c"), "mtop", [0.1, 0.2, 0.3], [1.0, 2.0, 3.0], "em",

@@ -61,5 +61,6 @@ def test_missing_checkpoint_and_shape_mismatch_messages(tmp_path):
     checkpoints.check_compatible(model, found, "ckpt")
   text = str(error.value)
   assert "3 parameters differ" in text
-  assert "a/kernel: checkpoint (3, 3) vs model (2, 3)" in text
-  assert "b: missing from the checkpoint" in text and "c: in the checkpoint (1,)" in text
+  assert "shape differs: a/kernel: checkpoint (3, 3) vs model (2, 3)" in text
+  assert "missing from checkpoint: b (model shape (4,))" in text
+  assert "unexpected in checkpoint: c (shape (1,))" in text
