@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from synthetic_pretraining import environment
 from synthetic_pretraining.model import flops
 
 # Subcommands that live in other modules: name → (module, what it measures).
@@ -515,12 +516,12 @@ def _environment(hf_ready: bool) -> list[str]:
            f"devices: {len(devices)} × {devices[0].platform} '{devices[0].device_kind}' "
            f"({jax.process_count()} process(es)); host CPUs available: {_cpu_count()}; "
            f"load average {_load()}",
-           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"]
+           f"XLA_FLAGS={environment.process_value('XLA_FLAGS')!r}"]
   if hf_ready:
     import torch  # pylint: disable=g-import-not-at-top
     import transformers  # pylint: disable=g-import-not-at-top
     lines.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
-                 f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}), "
+                 f"OMP_WAIT_POLICY={environment.process_value('OMP_WAIT_POLICY', '(unset)')}), "
                  f"transformers {transformers.__version__}")
   return lines
 
@@ -532,7 +533,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
 
   if args.hf == "auto" and args.omp_wait_policy != "unset" and "torch" not in sys.modules:
     # Must be set before torch loads its OpenMP runtime; an exported value wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy.upper())
+    environment.set_default("OMP_WAIT_POLICY", args.omp_wait_policy.upper())
   hf_reason = hf_available() if args.hf == "auto" else "--hf off"
   if hf_reason is None:
     import torch  # pylint: disable=g-import-not-at-top

@@ -44,7 +44,8 @@ _DEBUG_HINT = "(--debug shows the traceback)"
 
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
   """`--debug` anywhere on the command line (or SP_DEBUG=1): show tracebacks."""
-  debug = "--debug" in argv or os.environ.get("SP_DEBUG", "").lower() in ("1", "true", "yes")
+  from synthetic_pretraining import environment  # pylint: disable=g-import-not-at-top
+  debug = "--debug" in argv or environment.debug_requested()
   return debug, [a for a in argv if a != "--debug"]
 
 

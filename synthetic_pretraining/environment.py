@@ -16,6 +16,10 @@ on a shell, the commands turn these variables into defaults — a value given on
 | `SP_COORDINATOR_ADDRESS`, `SP_NUM_PROCESSES`, `SP_PROCESS_ID`, `SP_CPU_COLLECTIVES` | `train` | multi-host start (`partitioning.maybe_initialize_distributed`) |
 | `SP_DEBUG` | every command | show tracebacks (as `--debug`) |
 
+Process plumbing (not run configuration) also goes through here: `XLA_FLAGS` and
+`OMP_WAIT_POLICY` (`process_value`, `set_default`, `limit_threads`), and the environment a command
+hands to the subprocesses it starts (`for_subprocess`).
+
 `python -m synthetic_pretraining.train` prints nothing about them; `describe()` lists the ones
 that are set.
 """
@@ -92,3 +96,27 @@ def limit_threads(threads: int) -> None:
   os.environ["XLA_FLAGS"] = (f"{flags} --xla_cpu_multi_thread_eigen={multi} "
                              f"intra_op_parallelism_threads={threads}").strip()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+PROCESS_VARIABLES = ("XLA_FLAGS", "OMP_WAIT_POLICY", "TF_CPP_MIN_LOG_LEVEL")
+
+
+def process_value(name: str, default: str = "") -> str:
+  """A process-plumbing variable (XLA_FLAGS, OMP_WAIT_POLICY, …), for reports and benchmarks."""
+  if name not in PROCESS_VARIABLES:
+    raise KeyError(f"{name} is not one of {PROCESS_VARIABLES}")
+  return os.environ.get(name, default)
+
+
+def set_default(name: str, value: str) -> None:
+  """Sets a process-plumbing variable unless it is exported already (an exported value wins)."""
+  if name not in PROCESS_VARIABLES:
+    raise KeyError(f"{name} is not one of {PROCESS_VARIABLES}")
+  os.environ.setdefault(name, value)
+
+
+def for_subprocess(**overrides: str) -> dict[str, str]:
+  """This process's environment for a child process, with `overrides`."""
+  env = dict(os.environ)
+  env.update(overrides)
+  return env

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from synthetic_pretraining import bench
+from synthetic_pretraining import environment as sp_environment
 
 GOAL = dict(model="t5_small", batch=128, lengths=(512, 512))
 SMOKE = dict(model="tiny", batch=4, lengths=(32, 32))
@@ -387,7 +388,7 @@ def environment() -> dict:
   env = dict(python=platform.python_version(), jax=jax.__version__, jaxlib=jaxlib.__version__,
              flax=flax.__version__, optax=optax.__version__, backend=jax.default_backend(),
              device_kind=devices[0].device_kind, device_count=len(devices),
-             platform=devices[0].platform, xla_flags=os.environ.get("XLA_FLAGS", ""))
+             platform=devices[0].platform, xla_flags=sp_environment.process_value("XLA_FLAGS"))
   env["cudnn_version"] = None
   if env["platform"] == "gpu":
     try:

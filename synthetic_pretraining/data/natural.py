@@ -48,14 +48,16 @@ _SUFFIXES = (".json", ".jsonl", ".txt")
 
 @gin.configurable(module="synthetic_pretraining")
 def natural_corpus(path: Optional[str] = None) -> str:
-  """The corpus path: gin `path`, env SP_NATURAL_CORPUS, else the shared development corpus."""
-  resolved = path or os.environ.get(CORPUS_ENV)
+  """The corpus path: gin `path` (macro NATURAL_CORPUS; the train command sets it from env
+  SP_NATURAL_CORPUS), else the shared development corpus."""
+  resolved = path
   if resolved:
     return os.path.expanduser(resolved)
   if _SHARED_CORPUS.exists():
     return str(_SHARED_CORPUS)
   raise FileNotFoundError(
-      f"no natural-text corpus configured: set env {CORPUS_ENV} or gin natural_corpus.path to a "
+      f"no natural-text corpus configured: set gin NATURAL_CORPUS (natural_corpus.path; env "
+      f"{CORPUS_ENV} for the train command) to a "
       ".json/.jsonl/.txt file or a folder of them (default {_SHARED_CORPUS} does not exist)")
 
 

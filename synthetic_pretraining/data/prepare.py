@@ -50,7 +50,8 @@ def resolve_raw_dir(converter: downstream.Converter,
     root = pathlib.Path(from_dir).expanduser()
     nested = root / converter.raw_folder
     return nested if nested.is_dir() else root
-  env_root = os.environ.get(common.RAW_DATA_DIR_ENV)
+  from synthetic_pretraining import environment  # pylint: disable=g-import-not-at-top
+  env_root = environment.get(environment.RAW_DATA_DIR)
   if env_root:
     nested = pathlib.Path(env_root).expanduser() / converter.raw_folder
     if nested.is_dir():

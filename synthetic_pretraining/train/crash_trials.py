@@ -39,6 +39,8 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from synthetic_pretraining import environment
+
 TASK_NAME = "crash_trial_copy"
 MODULE = "synthetic_pretraining.train.crash_trial_task"  # Registers TASK_NAME when imported.
 FEATURE_LENGTHS = {"inputs": 12, "targets": 12}
@@ -56,7 +58,7 @@ def train_command(model_dir: str, steps: int, period: int) -> list[str]:
 
 
 def _environment() -> dict[str, str]:
-  env = dict(os.environ)
+  env = environment.for_subprocess()
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   return env
 

@@ -38,8 +38,10 @@ Row = tuple[str, ...]
 
 
 def default_data_dir() -> str:
-  """`$SP_DATA_DIR`, else `~/synthetic_pretraining_data/finetuning` (user-expanded)."""
-  return os.path.expanduser(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+  """`prepare`'s default output: `$SP_DATA_DIR` (read by `synthetic_pretraining.environment`),
+  else `~/synthetic_pretraining_data/finetuning` (user-expanded)."""
+  from synthetic_pretraining import environment  # pylint: disable=g-import-not-at-top
+  return os.path.expanduser(environment.get(environment.DATA_DIR) or DEFAULT_DATA_DIR)
 
 
 class PrepareError(Exception):
