@@ -183,6 +183,10 @@ CASES = [
                                                    str(t / "o"), "--metric", "em"],
          ("--metric", "TASK=", "'em'"),
          setup=lambda t: _runs(t, '{"step": 1, "group": "train", "task": "mtop"}\n')),
+    Case("results-out-is-a-file", lambda t: ["results", str(t / "runs"), "--out", str(t / "afile")],
+         ("afile", "File exists"),
+         setup=lambda t: (_runs(t, '{"step": 1, "group": "train", "task": "mtop"}\n'),
+                          _write(t / "afile", "x"))),
     # -- stats -----------------------------------------------------------------------------------
     Case("stats-missing-checkpoint", lambda t: ["stats", str(t / "nope")],
          ("nope", "not found")),
@@ -238,6 +242,10 @@ CASES = [
                     "--gin.BATCH_SIZE=8", "--gin.EVAL_STEPS=0",
                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}"],
          ("/nonexistent/sp.model", "VOCABULARY")),
+    Case("train-incompatible-initial-checkpoint",
+         lambda t: ["train", *TOY_TRAIN, f"--gin.MODEL_DIR='{t}/run'",
+                    f"--gin.INITIAL_CHECKPOINT_PATH='{t}/ckpt'", "--gin.t5.T5Config.mlp_dim=128"],
+         ("mlp/wi/kernel", "(64, 256)", "(64, 128)"), setup=_checkpoint),
     # -- mini ------------------------------------------------------------------------------------
     Case("mini-zero-seeds", lambda t: ["mini", "--seeds", "0", "--out", str(t / "mini")],
          ("--seeds", "0")),
