@@ -134,6 +134,32 @@ def natural_key(name: str) -> list[Any]:
   return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def shape_differences(expected: Mapping[str, Any], found: Mapping[str, Any]
+                      ) -> list[tuple[str, str, tuple[int, ...] | None, tuple[int, ...] | None]]:
+  """(kind, name, expected shape, found shape) for every parameter that differs, in natural name
+  order; kind is 'missing', 'unexpected' or 'shape'. Trees may be nested or flat ('/' names)."""
+  want, got = flat_shapes(expected), flat_shapes(found)
+  differences = []
+  for name in sorted(set(want) | set(got), key=natural_key):
+    if name not in got:
+      differences.append(("missing", name, want[name], None))
+    elif name not in want:
+      differences.append(("unexpected", name, None, got[name]))
+    elif want[name] != got[name]:
+      differences.append(("shape", name, want[name], got[name]))
+  return differences
+
+
+def describe_difference(kind: str, name: str, want: Any, got: Any, *,
+                        found_name: str = "checkpoint", expected_name: str = "model") -> str:
+  """The one wording of a parameter difference (see `shape_mismatches`)."""
+  if kind == "missing":
+    return f"missing from {found_name}: {name} ({expected_name} shape {want})"
+  if kind == "unexpected":
+    return f"unexpected in {found_name}: {name} (shape {got})"
+  return f"shape differs: {name}: {found_name} {got} vs {expected_name} {want}"
+
+
 def shape_mismatches(expected: Mapping[str, Any], found: Mapping[str, Any], *,
                      found_name: str = "checkpoint", expected_name: str = "model") -> list[str]:
   """Every parameter missing, unexpected or of another shape — the one comparison of two trees.
@@ -148,17 +174,8 @@ def shape_mismatches(expected: Mapping[str, Any], found: Mapping[str, Any], *,
     (b,)`, `missing from checkpoint: NAME (model shape (b,))`, `unexpected in checkpoint: NAME
     (shape (a,))`.
   """
-  want, got = flat_shapes(expected), flat_shapes(found)
-  problems = []
-  for name in sorted(set(want) | set(got), key=natural_key):
-    if name not in got:
-      problems.append(f"missing from {found_name}: {name} ({expected_name} shape {want[name]})")
-    elif name not in want:
-      problems.append(f"unexpected in {found_name}: {name} (shape {got[name]})")
-    elif want[name] != got[name]:
-      problems.append(f"shape differs: {name}: {found_name} {got[name]} vs {expected_name} "
-                      f"{want[name]}")
-  return problems
+  return [describe_difference(*d, found_name=found_name, expected_name=expected_name)
+          for d in shape_differences(expected, found)]
 
 
 def check_compatible(expected_params: Any, found_params: Any, where: str,

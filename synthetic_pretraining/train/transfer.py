@@ -101,34 +101,33 @@ def transfer_weights(fresh_params: Mapping[str, Any], ckpt_params: Mapping[str, 
   if ckpt_params is None:
     raise ValueError(f"weight-transfer mode {mode!r} needs checkpoint parameters")
   ckpt = t5x_import.flatten_params(ckpt_params)
-  keep_fresh = {n for n in fresh if mode == "all_but_embedding" and is_embedding_param(n)}
-
-  problems, vocab_problems, out = [], [], {}
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  skipped = lambda name: mode == "all_but_embedding" and is_embedding_param(name)  # pylint: disable=unnecessary-lambda-assignment
+  keep_fresh = {n for n in fresh if skipped(n)}
+  # The one shape comparison (checkpoints.shape_differences), over what is transferred.
+  differences = checkpoints.shape_differences(
+      {n: _unboxed(v) for n, v in fresh.items() if n not in keep_fresh},
+      {n: v for n, v in ckpt.items() if not skipped(n)})
+  problems, vocab_problems, out, resized = [], [], {}, {}
+  for kind, name, want, got in differences:
+    if kind == "shape":
+      copy = _resized_vocab_copy(name, np.asarray(_unboxed(fresh[name])), ckpt[name])
+      if copy is not None and allow_vocab_resize:
+        resized[name] = copy
+        continue
+      if copy is not None:
+        vocab_problems.append(f"  vocabulary size differs: {name}: checkpoint {got} vs model "
+                              f"{want}")
+        continue
+    problems.append("  " + checkpoints.describe_difference(kind, name, want, got))
   for name, fresh_leaf in fresh.items():
-    if name in keep_fresh:
+    if name in keep_fresh or name not in ckpt:
       out[name] = fresh_leaf
-      continue
-    if name not in ckpt:
-      problems.append(f"  missing from checkpoint: {name} "
-                      f"(model shape {np.shape(_unboxed(fresh_leaf))})")
-      continue
-    value, fresh_value = ckpt[name], _unboxed(fresh_leaf)
-    if np.shape(value) == np.shape(fresh_value):
-      dtype = getattr(fresh_value, "dtype", np.float32)
-      out[name] = _rebox(fresh_leaf, np.asarray(value).astype(dtype))
-      continue
-    resized = _resized_vocab_copy(name, np.asarray(fresh_value), value)
-    if resized is not None and allow_vocab_resize:
-      out[name] = _rebox(fresh_leaf, resized)
-    elif resized is not None:
-      vocab_problems.append(f"  vocabulary size differs: {name}: checkpoint {np.shape(value)} vs "
-                            f"model {np.shape(fresh_value)}")
+    elif name in resized:
+      out[name] = _rebox(fresh_leaf, resized[name])
     else:
-      problems.append(f"  shape differs: {name}: checkpoint {np.shape(value)} vs model "
-                      f"{np.shape(fresh_value)}")
-  problems += [f"  unexpected in checkpoint: {name} (shape {np.shape(ckpt[name])})"
-               for name in ckpt if name not in fresh and not
-               (mode == "all_but_embedding" and is_embedding_param(name))]
+      dtype = getattr(_unboxed(fresh_leaf), "dtype", np.float32)
+      out[name] = _rebox(fresh_leaf, np.asarray(ckpt[name]).astype(dtype))
   if vocab_problems:
     problems += vocab_problems + [
         "  the checkpoint's vocabulary differs from the model's: use mode 'all_but_embedding' "

@@ -14,7 +14,7 @@ ARGS = ["--gin_file=models/tiny.gin", "--gin_file=runs/pretrain.gin",
         "--gin.MIXTURE_OR_TASK_NAME='toy_copy'", "--gin.MIXTURE_OR_TASK_MODULE='tests.train.toy_tasks'",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 12, 'targets': 12}", "--gin.BATCH_SIZE=8",
         "--gin.TRAIN_STEPS=4", "--gin.PERIOD=100", "--gin.LOG_PERIOD=1", "--gin.EVAL_STEPS=0",
-        "--gin.NUM_PARTITIONS=2", "--gin.loop.train.shuffle=False"]
+        "--gin.NUM_PARTITIONS=2", "--gin.loop.DatasetConfig.shuffle=False"]
 
 
 def _free_port():
