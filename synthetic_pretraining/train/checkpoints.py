@@ -399,6 +399,15 @@ def _short(error: BaseException) -> str:
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def saved_steps(model_dir: str) -> list[int]:
+  """Steps with a checkpoint folder in `model_dir/checkpoints/` (no orbax needed), ascending."""
+  directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory)
+                if d.isdigit() and os.path.isdir(os.path.join(directory, d)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading parameters from any supported checkpoint folder.
 

@@ -114,8 +114,9 @@ def _as_float64(leaf: Any) -> np.ndarray:
 
 
 def natural_key(name: str) -> list[Any]:
-  """Sort key that orders `layers_2` before `layers_10`."""
-  return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+  """Sort key that orders `layers_2` before `layers_10` (`checkpoints.natural_key`)."""
+  from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.natural_key(name)
 
 
 # ----------------------------------------------------------------------------------------------

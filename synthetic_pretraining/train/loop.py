@@ -406,8 +406,7 @@ def _close_quietly(ckpt: checkpoints.Checkpointer) -> None:
 
 
 def _has_checkpoints(model_dir: str) -> bool:
-  directory = os.path.join(model_dir, checkpoints.CHECKPOINT_SUBDIR)
-  return os.path.isdir(directory) and any(d.isdigit() for d in os.listdir(directory))
+  return bool(checkpoints.saved_steps(model_dir))
 
 
 def _remove_skeleton(model_dir: str, created: bool, before: set[str]) -> None:
