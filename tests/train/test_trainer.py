@@ -94,7 +94,13 @@ def test_schedules():
   constant = optim.learning_rate_schedule("constant", 3e-3)
   assert float(constant(0)) == float(constant(10 ** 6)) == pytest.approx(3e-3)
   with pytest.raises(ValueError, match="unknown learning-rate factors"):
-    optim.learning_rate_schedule("linear_decay")
+    optim.learning_rate_schedule("cosine_decay")
+  # linear_decay: rate · max(0, 1 − step/decay_steps), checked against the rule in NumPy.
+  linear = optim.learning_rate_schedule("constant * linear_decay", 0.01, decay_steps=150)
+  for step in (0, 1, 75, 149, 150, 400):
+    assert float(linear(step)) == pytest.approx(0.01 * max(0.0, 1 - step / 150), abs=1e-12)
+  with pytest.raises(ValueError, match="needs decay_steps > 0"):
+    optim.learning_rate_schedule("constant * linear_decay", 0.01)
 
 
 def test_batch_size_must_divide_data_axis():
