@@ -511,7 +511,7 @@ def _train(model_dir, model_config, dataset, train_steps, checkpointing, loss, i
   if start_step >= train_steps:
     _log(f"model dir {model_dir} already holds step {start_step} ≥ train_steps {train_steps}")
     final = {}
-    if eval_batches or inference_evaluator is not None:
+    if eval_batches:  # As before: a finished run is re-evaluated only with validation batches.
       if jax.process_index() == 0:  # Re-evaluated: keep one record per step and group.
         _drop_records_after(model_dir, start_step, groups=("training_eval", "inference_eval",
                                                            "test_eval"), inclusive=True)
