@@ -206,7 +206,20 @@ def _shard(shard_info: Optional[seqio.ShardInfo]) -> tuple[int, int]:
   return shard_info.index, shard_info.num_shards
 
 
-class SyntheticStreamSource(seqio.DataSource):
+class _OwnsTrimming:
+  """The synthetic sources say whether their task's output is already cut to length.
+
+  Their registered tasks end in the batched `append_eos_after_trim` (tasks/synthetic.py), which
+  trims every feature; seqio's own per-example trim map would then be a no-op, so the input path
+  may skip it (`train.data_input` asks `output_is_trimmed`).
+  """
+
+  def output_is_trimmed(self, task: seqio.Task) -> bool:
+    from synthetic_pretraining.data import preprocessors  # pylint: disable=g-import-not-at-top
+    return preprocessors.output_is_trimmed(task)
+
+
+class SyntheticStreamSource(_OwnsTrimming, seqio.DataSource):
   """A synthetic task generated on the fly, deterministic in (seed, shard, index)."""
 
   def __init__(self, task_factory: TaskFactory, vocab_spec_fn: Callable[[], VocabSpec],
@@ -402,7 +415,7 @@ def parse_release_lines(lines: tf.data.Dataset, filename: str,
   return lines.enumerate().map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-class SyntheticFileSource(seqio.DataSource):
+class SyntheticFileSource(_OwnsTrimming, seqio.DataSource):
   """The release's `[ids]\\t[ids]` files of one task: `<data_dir>/<task_id>/{train,valid}.txt`."""
 
   def __init__(self, task_id: str, data_dir: Optional[str] = None, targets_only: bool = False):

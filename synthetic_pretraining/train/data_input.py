@@ -19,7 +19,6 @@ import seqio
 import tensorflow as tf
 
 from synthetic_pretraining.data import feature_converters
-from synthetic_pretraining.data import preprocessors as sp_preprocessors
 
 
 def import_task_modules(modules: str | list[str] | tuple[str, ...] | None,
@@ -90,13 +89,23 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
         mixture_or_task_name, task_feature_lengths=dict(task_feature_lengths),
         dataset_split=split, shuffle=shuffle, num_epochs=num_epochs, seed=seed, shard_info=shard,
         use_cached=False, feature_converter=feature_converter(pack),
-        # Tasks that end in our batched append_eos_after_trim are cut to length already; skipping
+        # Sources whose tasks are cut to length already (the synthetic ones) say so; skipping
         # seqio's per-example trim map then changes nothing but the speed.
-        trim_output_features=not sp_preprocessors.output_is_trimmed(task))
+        trim_output_features=not output_is_trimmed(task))
   ds = ds.batch(batch_size, drop_remainder=True)
   if skip_batches and not jump:
     ds = ds.skip(skip_batches)  # Exact, but regenerates what it skips.
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def output_is_trimmed(task: seqio.Task | seqio.Mixture) -> bool:
+  """Whether every (sub)task's source says its task's output is already cut to length (then
+  seqio's per-example trim map is skipped: same examples, faster). Sources that do not say
+  (`output_is_trimmed(task)` method absent) are trimmed by seqio as usual."""
+  def trimmed(sub: seqio.Task) -> bool:
+    says = getattr(sub.source, "output_is_trimmed", None)
+    return callable(says) and bool(says(sub))
+  return all(trimmed(sub) for sub in seqio.get_subtasks(task))
 
 
 def resumes_by_index(task: seqio.Task | seqio.Mixture, split: str, pack: bool) -> bool:

@@ -269,7 +269,7 @@ def test_import_from_installed_copy(tmp_path):
   for name in ("setup.py", "README.md"):
     shutil.copy(REPO_ROOT / name, src / name)
   ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")  # The install must build _native.
-  for name in ("synthetic_pretraining", "tasks"):
+  for name in ("synthetic_pretraining", "tasks", "gin"):
     shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
   subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                   "--no-build-isolation", "--target", str(site), str(src)], check=True,
