@@ -115,12 +115,15 @@ def test_tiny_model_learns_copy_task_through_the_loop(tmp_path):
   """The gin-bound loop (SeqIO pipeline, eval, checkpoint) learns to copy: ≥95% token accuracy."""
   from synthetic_pretraining.train import loop, metrics_io
   from tests.train import toy_tasks
+  from synthetic_pretraining.train import trainer as trainer_lib
   final = loop.train(
       model_dir=str(tmp_path), model_config=t5.get_config("tiny"),
-      mixture_or_task_name=toy_tasks.NAME, mixture_or_task_module="tests.train.toy_tasks",
-      task_feature_lengths={"inputs": 12, "targets": 12}, train_steps=600, batch_size=32,
-      learning_rate_fn=optim.learning_rate_schedule("constant", 0.03), eval_period=200,
-      eval_steps=4, checkpoint_period=200, log_period=100, z_loss=0.0)
+      dataset=loop.DatasetConfig(toy_tasks.NAME, {"inputs": 12, "targets": 12}, 32,
+                                 module="tests.train.toy_tasks"),
+      train_steps=600, learning_rate_fn=optim.learning_rate_schedule("constant", 0.03),
+      evaluation=loop.EvalConfig(period=200, steps=4),
+      checkpointing=loop.CheckpointConfig(period=200), log_period=100,
+      loss=trainer_lib.LossConfig(z_loss=0.0))
   assert final["accuracy"] >= 0.95
   records = list(metrics_io.read(str(tmp_path)))
   evals = [r for r in records if r["group"] == "training_eval"]
