@@ -12,7 +12,7 @@ RUN_FILES = sorted(p.relative_to(GIN_DIR).as_posix() for p in GIN_DIR.rglob("*.g
                    if not p.relative_to(GIN_DIR).as_posix().startswith("models/"))
 REQUIRED = ["MIXTURE_OR_TASK_NAME = 'set'", "MODEL_DIR = '/tmp/x'", "CHECKPOINT_PATH = '/tmp/c'",
             "STATISTICS_CHECKPOINT = '/tmp/s'", "INIT_ID = 'per_param_grouping___init_scale'",
-            "PRE_ATTN_LN_VALUE = 0.4"]
+            "PRE_ATTN_LN_VALUE = 0.4", "STUDY_DATA_DIR = '/tmp/study_data'"]
 
 
 @pytest.fixture(autouse=True)
