@@ -607,8 +607,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
                         for k, v in vars(args).items()},
                "results": [r.as_dict() for r in results],
                "ratios_mean": mean, "ratios_best": best}
-    tmp = args.json + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+    with checkpoints.atomic_output(args.json) as f:
       json.dump(payload, f, indent=1)
-    os.replace(tmp, args.json)
   return 0

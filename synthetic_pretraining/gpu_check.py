@@ -477,10 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   def save() -> None:  # after every stage, so a run stopped at its time limit keeps its figures
     if args.json:
       result["total_s"] = time.perf_counter() - t0
-      tmp = args.json + ".tmp"
-      with open(tmp, "w", encoding="utf-8") as f:
+      from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+      with checkpoints.atomic_output(args.json) as f:
         json.dump(result, f, indent=1, default=str)
-      os.replace(tmp, args.json)
 
   def timed(variant: dict, optional: bool) -> None:
     name = ":".join([variant["impl"]] + [f"{k}={v}" for k, v in variant.items() if k != "impl"])
