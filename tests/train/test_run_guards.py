@@ -6,6 +6,7 @@ resume, every bound configurable used."""
 import json
 import os
 import re
+import shutil
 
 import gin
 import jax
@@ -139,27 +140,26 @@ def test_corrupted_newest_checkpoint_falls_back_and_metrics_keep_one_record_per_
     tmp_path, capsys):
   straight, broken = tmp_path / "straight", tmp_path / "broken"
   run(straight, "TRAIN_STEPS = 4", "PERIOD = 1")
-  gin.clear_config()
-  run(broken, "TRAIN_STEPS = 3", "PERIOD = 1")
+  shutil.copytree(straight, broken)
   # The issue's reproduction: the newest step's metadata truncated. And what a SIGKILL leaves:
   # a lock file without a live holder, a half-written metrics line.
-  with open(broken / "checkpoints" / "3" / "default" / "_METADATA", "r+b") as f:
+  with open(broken / "checkpoints" / "4" / "default" / "_METADATA", "r+b") as f:
     f.truncate(1000)
   (broken / ".lock").write_text('{"pid": 999999999, "host": "gone", "since": "then"}')
   with open(broken / metrics_io.METRICS_FILE, "a", encoding="utf-8") as f:
-    f.write('{"step": 4, "gr')
+    f.write('{"step": 5, "gr')
   gin.clear_config()
   capsys.readouterr()
   run(broken, "TRAIN_STEPS = 4", "PERIOD = 1")
   out = capsys.readouterr().out
-  assert f"checkpoint {broken}/checkpoints/3 cannot be read" in out
-  assert f"resumed from {broken}/checkpoints/2" in out
-  assert (broken / "checkpoints_corrupted" / "3").is_dir()
+  assert f"checkpoint {broken}/checkpoints/4 cannot be read" in out
+  assert f"resumed from {broken}/checkpoints/3" in out
+  assert (broken / "checkpoints_corrupted" / "4").is_dir()
   assert steps_of(broken) == [1, 2, 3, 4] and not (broken / ".lock").exists()
   # Bit-identical to the uninterrupted run.
   assert params_equal(checkpoints.load_params(str(broken / "checkpoints" / "4")),
                       checkpoints.load_params(str(straight / "checkpoints" / "4")))
-  # One train record per step: step 3's, written before the corruption, was dropped.
+  # One train record per step: step 4's, written before the corruption, was dropped.
   steps = [r["step"] for r in metrics_io.read(str(broken)) if r["group"] == "train"]
   assert steps == [1, 2, 3, 4]
   ref = {r["step"]: r["loss"] for r in metrics_io.read(str(straight)) if r["group"] == "train"}
