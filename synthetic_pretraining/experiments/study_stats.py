@@ -116,8 +116,7 @@ def analyse(data: Mapping[str, TaskData], rows: Sequence[str], *, z: float = 2.0
                    "num_examples": int(len(task.tokens)), "num_seeds": task.num_seeds,
                    "rows": per_row}
   headline = [t for t, v in tasks.items() if v["in_headline"]]
-  excluded = {t: (f"natural − scratch = {v['natural_minus_scratch']:+.4f} nats/token is within "
-                  f"{z:g} standard errors (SE {v['se']:.4f})")
+  excluded = {t: _exclusion_reason(v["natural_minus_scratch"], v["se"], z)
               for t, v in tasks.items() if not v["in_headline"]}
   summary_rows = {}
   for row in rows:
@@ -138,6 +137,13 @@ def analyse(data: Mapping[str, TaskData], rows: Sequence[str], *, z: float = 2.0
                          "headline_tasks": available}
   return StudyStatistics(tasks=tasks, rows=summary_rows, headline_tasks=headline,
                          excluded=excluded, num_replicates=num_replicates)
+
+
+def _exclusion_reason(gap: float, se: float, z: float) -> str:
+  where = f"natural − scratch = {gap:+.4f} nats/token (SE {se:.4f})"
+  if gap <= 0:
+    return f"natural pre-training is not better than from-scratch: {where}"
+  return f"{where} is within {z:g} standard errors"
 
 
 def paired_bootstrap_metric(values: Mapping[str, np.ndarray], *, num_replicates: int = 2000,

@@ -38,7 +38,7 @@ def test_zero_gap_is_left_out_of_the_headline():
                               num_replicates=500)
   assert stats.tasks["a"]["in_headline"] and not stats.tasks["b"]["in_headline"]
   assert stats.headline_tasks == ["a"]
-  assert "b" in stats.excluded and "standard errors" in stats.excluded["b"]
+  assert "b" in stats.excluded and "natural − scratch" in stats.excluded["b"]
   # The headline uses task a only: Set's gain is half of natural's.
   assert stats.rows["set"]["headline_tasks"] == ["a"]
   assert stats.rows["set"]["benefit"] == pytest.approx(50.0, abs=3.0)
@@ -110,3 +110,14 @@ def test_metric_bootstrap_mean_and_interval():
   assert out["a"]["mean"] == pytest.approx(50.0)
   assert out["b"]["ci_low"] == pytest.approx(50.0) and out["b"]["ci_high"] == pytest.approx(50.0)
   assert out["a"]["ci_low"] < 50.0 < out["a"]["ci_high"]
+
+
+def test_exclusion_reason_says_whether_natural_is_worse_or_within_noise():
+  rng = np.random.default_rng(5)
+  worse = _task(rng, {"natural": -0.5}, noise=0.1)
+  noisy = _task(rng, {"natural": 0.001}, noise=0.5, n=50)
+  stats = study_stats.analyse({"worse": worse, "noisy": noisy}, ["natural"], num_replicates=300)
+  assert "not better than from-scratch" in stats.excluded["worse"]
+  assert "within 2 standard errors" in stats.excluded["noisy"]
+  assert stats.headline_tasks == []
+  assert math.isnan(stats.rows["natural"]["benefit"])
