@@ -106,7 +106,7 @@ class StudyConfig:
   finetune_steps: int = 300
   finetune_learning_rate: float = 0.01
   finetune_batch_size: int = 32
-  transfer_mode: str = "all_but_embedding"
+  transfer_mode: str = "all"
   statistics_init_id: str = "per_param_grouping___init_scale"
   pre_attn_ln_value: float = 0.4
   decode: bool = True
