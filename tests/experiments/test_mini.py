@@ -96,5 +96,7 @@ def test_gpu_profile_runs_on_cpu_at_smoke_size(tmp_path):
                     "--gin.study.StudyConfig.rows=['from_scratch', 'natural']"]) == 0
   summary = json.loads((out / "results" / "summary.json").read_text())
   assert set(summary["rows"]) == {"from_scratch", "natural", "copy"}
-  config = (out / "finetune" / "natural" / "retrosynthesis" / "seed_0" / "config.gin").read_text()
-  assert "bfloat16" in config and "t5.T5Config.num_encoder_layers = 1" in config
+  info = json.loads((out / "finetune" / "natural" / "retrosynthesis" / "seed_0" /
+                      "run_info.json").read_text())
+  assert info["model_config"]["dtype"] == "bfloat16"
+  assert info["model_config"]["num_encoder_layers"] == 1
