@@ -24,6 +24,7 @@ from-scratch run, as in the release's `ckpt=from_scratch`).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Mapping
 
 import gin
@@ -144,7 +145,7 @@ def initial_params_from_checkpoint(fresh_params: Mapping[str, Any],
                                    checkpoint_path: str | None = None, step: int | None = None,
                                    mode: str = DEFAULT_MODE,
                                    allow_vocab_resize: bool = False) -> dict[str, Any]:
-  """Reads a T5X checkpoint (legacy or orbax) and transfers its weights into `fresh_params`.
+  """Reads a T5X checkpoint (legacy or orbax) or a Hugging Face T5 folder and transfers its weights.
 
   Args:
     fresh_params: freshly initialised parameters.
@@ -167,5 +168,12 @@ def initial_params_from_checkpoint(fresh_params: Mapping[str, Any],
   if no_checkpoint:
     raise ValueError(f"weight-transfer mode {mode!r} needs a checkpoint_path; bind "
                      "initial_params_from_checkpoint.mode = 'from_scratch' for a from-scratch run")
-  ckpt = t5x_import.load_t5x_params(checkpoint_path, step=step)
+  if os.path.isfile(os.path.join(str(checkpoint_path), "config.json")):  # A Hugging Face folder.
+    if step is not None:
+      raise ValueError(f"{checkpoint_path} is a Hugging Face folder (one set of weights); "
+                       f"step={step} does not apply")
+    from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+    ckpt = checkpoints.load_params(str(checkpoint_path))
+  else:
+    ckpt = t5x_import.load_t5x_params(checkpoint_path, step=step)
   return transfer_weights(fresh_params, ckpt, mode=mode, allow_vocab_resize=allow_vocab_resize)

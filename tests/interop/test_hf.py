@@ -302,6 +302,11 @@ def test_hf_folder_feeds_weight_transfer_and_statistics(tmp_path):
       transferred["encoder"]["layers_1"]["attention"]["query"]["kernel"],
       model.encoder.block[1].layer[0].SelfAttention.q.weight.detach().numpy().T)
   assert flat_equal(init_stats.load_param_tree(str(tmp_path / "hf")), source)
+  # The gin entry point of weight transfer takes the HF folder too.
+  via_gin_entry = transfer.initial_params_from_checkpoint(fresh, str(tmp_path / "hf"), mode="all")
+  assert flat_equal(via_gin_entry, transferred)
+  with pytest.raises(ValueError, match="Hugging Face folder"):
+    transfer.initial_params_from_checkpoint(fresh, str(tmp_path / "hf"), step=3, mode="all")
   report = param_stats.build_report(str(tmp_path / "hf"))
   wo = model.decoder.block[2].layer[2].DenseReluDense.wo.weight.detach().numpy().astype(np.float64)
   entry = next(r for r in report["parameters"] if r["name"] == "decoder/layers_2/mlp/wo/kernel")
