@@ -112,7 +112,29 @@ def test_batch_size_must_divide_data_axis():
 
 
 def test_tiny_model_learns_copy_task_through_the_loop(tmp_path):
-  """The gin-bound loop (SeqIO pipeline, eval, checkpoint) learns to copy: ≥95% token accuracy."""
+  """The gin-bound loop (SeqIO pipeline, eval, checkpoint) learns to copy: ≥95% token accuracy.
+
+  Runs in a child process on a 4-device CPU mesh: on this 2-core machine the 8-device mesh of
+  the other tests deadlocks in XLA's CPU all-reduce inside this loop (rendezvous termination
+  timeout, then abort) — also at the session-start commit, so it is an environment limit being
+  tracked separately, not something this test should hide by crashing the pytest worker.
+  """
+  import os  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  root = pathlib.Path(__file__).resolve().parents[2]
+  code = ("import pathlib, tests.train.test_trainer as t; "
+          f"t.learn_copy_task_through_the_loop(pathlib.Path({str(tmp_path)!r}))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                       text=True, check=False)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def learn_copy_task_through_the_loop(tmp_path):
+  """The body of the test above (assertions included), run in the child process."""
+  assert len(jax.devices()) == 4
   from synthetic_pretraining.train import loop, metrics_io
   from tests.train import toy_tasks
   from synthetic_pretraining.train import trainer as trainer_lib
