@@ -84,7 +84,7 @@ class VocabSpec:
                          name: str | None = None) -> "VocabSpec":
     """Any SentencePiece model (T5's or one trained locally): symbols = all ids but pad/eos."""
     import sentencepiece as spm  # Local import: only needed for SentencePiece vocabularies.
-    proto = _read_bytes(model_path)
+    proto = read_bytes(model_path)
     processor = spm.SentencePieceProcessor()
     processor.LoadFromSerializedProto(proto)
     size = processor.GetPieceSize()
@@ -100,7 +100,8 @@ class VocabSpec:
     return cls.from_sentencepiece(model_path, NUM_EXTRA_IDS, name="t5")
 
 
-def _read_bytes(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
+  """A local or remote (gs://, via tf.io.gfile) file's bytes."""
   if "://" in path:
     import tensorflow as tf  # gs:// and other remote paths go through tf.io.gfile.
     with tf.io.gfile.GFile(path, "rb") as f:

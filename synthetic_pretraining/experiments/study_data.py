@@ -20,10 +20,11 @@ Study tasks (all byte-level, so every example fits the tiny model's lengths with
 from __future__ import annotations
 
 import functools
-import json
 import os
 import random
 from typing import Mapping
+
+from synthetic_pretraining.train import checkpoints
 
 STUDY_PREFIX = "study_"
 STUDY_TASKS = ("squad_window", "retrosynthesis", "webqsp", "code_translation")
@@ -136,14 +137,13 @@ def write_study_splits(task: str, prepared_dir: str, out_dir: str, *, max_input_
     if not lines:
       raise ValueError(f"{task}: no {split} example of {source} fits {max_input_bytes}/"
                        f"{max_target_bytes} bytes")
-    path = os.path.join(target_dir, f"{split}.tsv")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with checkpoints.atomic_output(os.path.join(target_dir, f"{split}.tsv")) as f:
       f.writelines(lines)
-    os.replace(path + ".tmp", path)
     counts[split] = len(lines)
-  with open(os.path.join(target_dir, "study_info.json"), "w", encoding="utf-8") as f:
-    json.dump({"task": task, "source": source, "counts": counts, "seed": seed,
-               "max_input_bytes": max_input_bytes, "max_target_bytes": max_target_bytes}, f)
+  checkpoints.atomic_write_json(
+      os.path.join(target_dir, "study_info.json"),
+      {"task": task, "source": source, "counts": counts, "seed": seed,
+       "max_input_bytes": max_input_bytes, "max_target_bytes": max_target_bytes})
   return counts
 
 

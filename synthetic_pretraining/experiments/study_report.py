@@ -19,6 +19,7 @@ import numpy as np
 
 from synthetic_pretraining.experiments import study_data
 from synthetic_pretraining.experiments import study_stats
+from synthetic_pretraining.train import checkpoints
 
 COPY = "copy"
 PAPER = {"lime": 67, "set": 65, "set_statistics": 39}  # % of benefit, the paper's headline
@@ -102,8 +103,7 @@ def report(cfg, out_dir: str, data_dir: str, phases: Mapping[str, float] | None 
   summary = _summary(cfg, stats, decoded, copy_scores)
   summary["sentences"] = sentences(stats, summary)
   markdown = format_markdown(cfg, stats, decoded, copy_scores, summary)
-  with open(os.path.join(results_dir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(markdown)
+  checkpoints.atomic_write_text(os.path.join(results_dir, "results.md"), markdown)
   _write_csv(os.path.join(results_dir, "results.csv"), stats, decoded, copy_scores)
   _plot(os.path.join(results_dir, "benefit.png"), stats, rows)
   print("\n" + markdown, flush=True)
@@ -227,7 +227,7 @@ def format_markdown(cfg, stats, decoded, copy_scores, summary) -> str:
 
 
 def _write_csv(path: str, stats, decoded, copy_scores) -> None:
-  with open(path, "w", newline="", encoding="utf-8") as f:
+  with checkpoints.atomic_output(path, newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["task", "row", "loss_per_byte", "loss_ci_low", "loss_ci_high",
                      "benefit_pct", "benefit_ci_low", "benefit_ci_high", "em", "f1", "chrf",
@@ -276,9 +276,9 @@ def _plot(path: str, stats, rows: Sequence[str]) -> None:
   ax.set_title("Mini-study (★ = paper's headline)")
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=110)
+  with checkpoints.atomic_output(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=110)
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
 
 
 
@@ -296,7 +296,5 @@ def write_summary(out_dir: str, summary: Mapping[str, Any]) -> str:
       return clean(value.item())
     return value
 
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(clean(dict(summary)), f, indent=1)
-  os.replace(path + ".tmp", path)
+  checkpoints.atomic_write_text(path, json.dumps(clean(dict(summary)), indent=1))
   return path

@@ -70,6 +70,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from synthetic_pretraining import vocab_spec as vocab_spec_lib
 from synthetic_pretraining import param_tree
 
 CONFIG_FILE = "config.json"
@@ -630,15 +631,6 @@ BYT5_TOKENIZER_CONFIG = {
 }
 
 
-def _read_bytes(path: str) -> bytes:
-  if "://" in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    with tf.io.gfile.GFile(path, "rb") as f:
-      return f.read()
-  with open(path, "rb") as f:
-    return f.read()
-
-
 def tokenizer_files(vocab: str, vocab_size: int,
                     t5_spm_path: str | None = None) -> dict[str, bytes]:
   """The tokenizer files for the project vocabulary named `vocab` ('byte', 't5' or a .model path;
@@ -657,7 +649,7 @@ def tokenizer_files(vocab: str, vocab_size: int,
     raise HFCheckpointError(f"vocab={vocab!r}: expected 'byte', 't5' or the path of a "
                             "SentencePiece .model file")
   try:
-    model = _read_bytes(path)
+    model = vocab_spec_lib.read_bytes(path)
   except Exception as e:  # OSError locally, tf.errors.* for gs:// (e.g. offline).
     raise HFCheckpointError(f"cannot read the SentencePiece model {path} ({e}); for 't5' pass a "
                             "local copy (--t5_spm_path), or --vocab PATH.model") from e

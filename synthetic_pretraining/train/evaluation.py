@@ -237,10 +237,9 @@ class TestSetEvaluator:
     out = {"loss_sum": loss_sum, "num_tokens": num_tokens, "correct": correct}
     if self.decode:
       out["predictions"] = np.asarray(predictions[:count], dtype=object)
-    path = os.path.join(model_dir, "test_eval.npz")
-    with open(path + ".tmp", "wb") as f:
+    from synthetic_pretraining.train import checkpoints  # pylint: disable=g-import-not-at-top
+    with checkpoints.atomic_output(os.path.join(model_dir, "test_eval.npz"), "wb") as f:
       np.savez(f, **{k: (v.astype(str) if v.dtype == object else v) for k, v in out.items()})
-    os.replace(path + ".tmp", path)
     summary = {"loss": float(loss_sum.sum() / num_tokens.sum()),
                "accuracy": float(correct.sum() / num_tokens.sum()), "num_examples": count}
     if jax.process_index() == 0:
