@@ -370,6 +370,9 @@ def run_study(cfg: StudyConfig, out_dir: str, raw_dir: str | None) -> dict:
   for key, seconds in timings.items():
     phase = key.split("/")[0] if key.startswith("finetune") else key
     phases[f"{phase} (worker seconds)"] = phases.get(f"{phase} (worker seconds)", 0) + seconds
+  evaluation = _evaluation_seconds([r for r in runs if r.key in timings and r.phase == "finetune"])
+  if evaluation is not None:
+    phases["evaluation, inside finetune (worker seconds)"] = evaluation
   t0 = time.time()
   summary = study_report.report(cfg, out_dir, data_dir, phases=phases)
   phases["tables"] = time.time() - t0
@@ -379,6 +382,16 @@ def run_study(cfg: StudyConfig, out_dir: str, raw_dir: str | None) -> dict:
   _log(f"finished in {summary['wall_seconds'] / 60:.1f} min; results in "
        f"{os.path.join(out_dir, 'results')}")
   return summary
+
+
+def _evaluation_seconds(runs: Sequence[Run]) -> float | None:
+  """The test-set evaluations' wall seconds (their metrics.jsonl records) summed over `runs`."""
+  from synthetic_pretraining.train import metrics_io  # pylint: disable=g-import-not-at-top
+  seconds = [r.get("seconds") for run in runs for r in metrics_io.read(run.model_dir)
+             if r.get("group") == "test_eval"]
+  if not seconds or any(s is None for s in seconds):
+    return None
+  return float(sum(seconds))
 
 
 def _default_raw_dir() -> str | None:

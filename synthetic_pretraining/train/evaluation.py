@@ -10,12 +10,14 @@ postprocesses and scores with the task's metric functions and writes a few examp
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Mapping
 
 import gin
 import jax
 import numpy as np
 import seqio
+import tensorflow as tf
 
 from synthetic_pretraining.train import data_input
 from synthetic_pretraining.train import metrics_io
@@ -165,7 +167,8 @@ class TestSetEvaluator:
   cross-entropy (nats, no z-loss, no label smoothing) `loss_sum`, the number of target tokens
   (EOS included) `num_tokens`, and, when `decode` is set, the greedy predictions `predictions`
   (decoded text) — the mini-study's raw material for paired statistics — then appends the split's
-  loss per target token and token accuracy to metrics.jsonl (group "test_eval").
+  loss per target token and token accuracy to metrics.jsonl (group "test_eval"), with the wall
+  seconds the evaluation took (`seconds`, of which greedy decoding `decode_seconds`).
   """
 
   def __init__(self, mixture_or_task_name: str = gin.REQUIRED,
@@ -186,7 +189,9 @@ class TestSetEvaluator:
     ds = task.get_dataset(self.lengths, split=self.split, shuffle=False, num_epochs=1,
                           use_cached=False, seed=0)
     converter = data_input.feature_converter(pack=False)
-    ds = converter(ds, self.lengths)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # No stall when the iterator is deleted (data_input).
+    ds = converter(ds, self.lengths).with_options(options)
     rows = list(ds.as_numpy_iterator())
     if not rows:
       raise ValueError(f"the {self.split!r} split of {self.name} is empty")
@@ -204,6 +209,8 @@ class TestSetEvaluator:
     if step != self.final_step:
       return {}
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    started = time.time()
+    decode_seconds = 0.0
     features, count = self.features()
 
     def per_example(params, batch):
@@ -228,9 +235,11 @@ class TestSetEvaluator:
       losses.append(loss), corrects.append(correct), tokens.append(num)
       if self.decode:
         from synthetic_pretraining.train import decoding  # pylint: disable=g-import-not-at-top
+        decode_start = time.time()
         ids = decoding.decode_tokens(trainer.model, host_params, batch["encoder_input_tokens"],
                                      self.max_decode_length, beam_size=1)
         predictions += [vocabulary.decode([int(i) for i in row]) for row in ids]
+        decode_seconds += time.time() - decode_start
     loss_sum = np.concatenate(losses)[:count].astype(np.float64)
     num_tokens = np.concatenate(tokens)[:count].astype(np.float64)
     correct = np.concatenate(corrects)[:count].astype(np.float64)
@@ -241,7 +250,8 @@ class TestSetEvaluator:
     with checkpoints.atomic_output(os.path.join(model_dir, "test_eval.npz"), "wb") as f:
       np.savez(f, **{k: (v.astype(str) if v.dtype == object else v) for k, v in out.items()})
     summary = {"loss": float(loss_sum.sum() / num_tokens.sum()),
-               "accuracy": float(correct.sum() / num_tokens.sum()), "num_examples": count}
+               "accuracy": float(correct.sum() / num_tokens.sum()), "num_examples": count,
+               "seconds": time.time() - started, "decode_seconds": decode_seconds}
     if jax.process_index() == 0:
       metrics_io.append(model_dir, step, "test_eval", self.name, summary)
     print(f"[test] step {step} {self.name}: loss/token {summary['loss']:.4f} accuracy "

@@ -106,6 +106,8 @@ class DatasetConfig:
     seed: data seed (shuffling, streamed synthetic data).
     shuffle: shuffle the training split.
     pack: pack several examples per row.
+    autotune: tf.data autotuning of the input pipelines (`data_input.get_dataset`: off by
+      default, because deleting an autotuned iterator stalls for up to a minute at a run's end).
   """
 
   mixture_or_task_name: str
@@ -116,6 +118,7 @@ class DatasetConfig:
   seed: int = 42
   shuffle: bool = True
   pack: bool = False
+  autotune: bool = False
 
   def __post_init__(self):
     if not isinstance(self.mixture_or_task_name, str) or not self.mixture_or_task_name:
@@ -478,11 +481,12 @@ def _train(model_dir, model_config, dataset, train_steps, checkpointing, loss, i
   # ---- data -----------------------------------------------------------------------------------
   train_ds = data_input.get_dataset(
       name, lengths, "train", batch_size, shuffle=dataset.shuffle, seed=dataset.seed,
-      pack=dataset.pack, num_epochs=None, skip_batches=start_step)
+      pack=dataset.pack, num_epochs=None, skip_batches=start_step, autotune=dataset.autotune)
   eval_batches = None
   if evaluation.period > 0 and evaluation.steps > 0 and evaluation.split in _splits(task):
     eval_ds = data_input.get_dataset(name, lengths, evaluation.split, batch_size, shuffle=False,
-                                     seed=dataset.seed, pack=dataset.pack, num_epochs=1)
+                                     seed=dataset.seed, pack=dataset.pack, num_epochs=1,
+                                     autotune=dataset.autotune)
     eval_batches = list(eval_ds.take(evaluation.steps).as_numpy_iterator())
     if not eval_batches:
       raise ValueError(f"the {evaluation.split!r} split of {name} gave no full batch of "

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from synthetic_pretraining import param_tree
+from synthetic_pretraining import vocab_spec
 
 Params = dict[str, Any]
 
@@ -98,14 +99,6 @@ def _isdir(path: str) -> bool:
 def _listdir(path: str) -> list[str]:
   names = _gfile().listdir(path) if _is_url(path) else os.listdir(path)
   return [n.rstrip("/") for n in names]
-
-
-def _read_bytes(path: str) -> bytes:
-  if _is_url(path):
-    with _gfile().GFile(path, "rb") as f:
-      return f.read()
-  with open(path, "rb") as f:
-    return f.read()
 
 
 def _join(base: str, *parts: str) -> str:
@@ -235,7 +228,7 @@ def read_legacy_checkpoint(checkpoint_dir: str) -> Params:
   """Reads the `target` tree of a legacy T5X step directory (msgpack index + TensorStore arrays)."""
   from flax import serialization  # pylint: disable=g-import-not-at-top
   index_path = _join(checkpoint_dir, LEGACY_INDEX_FILE)
-  raw = _read_bytes(index_path)
+  raw = vocab_spec.read_bytes(index_path)
   if raw.startswith(b"model_checkpoint_path"):
     raise ValueError(f"{index_path}: this is a TensorFlow (Mesh TF / T5) checkpoint index, not a "
                      "T5X one; convert it with T5X's checkpoint importer first")

@@ -378,3 +378,18 @@ def test_resume_jumps_without_regenerating(sp_tasks):
     inputs, targets = base.example_at(generator, 5, 0, skip * BATCH + row)
     assert batch["encoder_input_tokens"][row, :len(inputs) + 1].tolist() == inputs.tolist() + [1]
     assert batch["decoder_target_tokens"][row, :len(targets) + 1].tolist() == targets.tolist() + [1]
+
+
+def test_autotune_is_off_by_default_and_never_changes_the_batches(sp_tasks):
+  # Autotuning only sets parallelism and buffers: the same batches, in the same order, either way
+  # (get_dataset turns it off by default: deleting an autotuned iterator stalls; see there).
+  del sp_tasks
+  kwargs = dict(task_feature_lengths=LENGTHS, split="train", global_batch_size=BATCH,
+                shuffle=True, seed=5, pack=False, num_epochs=None)
+  off = data_input.get_dataset("set", **kwargs)
+  on = data_input.get_dataset("set", autotune=True, **kwargs)
+  assert off.options().autotune.enabled is False and on.options().autotune.enabled is True
+  for got, want in zip(off.take(5).as_numpy_iterator(), on.take(5).as_numpy_iterator(),
+                       strict=True):
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)

@@ -26,7 +26,15 @@ def test_mini_study_smoke_produces_every_output(tmp_path):
   task = summary["tasks"]["retrosynthesis"]
   assert {"natural_minus_scratch", "se", "in_headline"} <= set(task)
   assert task["num_test_examples"] == 24 and task["num_seeds"] == 2
-  assert summary["wall_seconds"] > 0 and summary["phases"]["preparation"] >= 0
+  phases = summary["phases"]
+  assert summary["wall_seconds"] > 0 and phases["preparation"] >= 0
+  # Every phase the budget is reported by: preparation, each pre-training, fine-tuning (of which
+  # evaluation), tables.
+  for row in ("natural", "set", "lime", "identity"):
+    assert phases[f"pretrain/{row} (worker seconds)"] > 0
+  assert 0 < phases["evaluation, inside finetune (worker seconds)"] < phases[
+      "finetune (worker seconds)"]
+  assert phases["tables"] > 0
   assert "paper: 67 / 65 / 39" in summary["headline"]
   assert summary["sentences"]
   # natural − scratch recomputed from the runs' own per-example files.
@@ -56,7 +64,7 @@ def test_mini_study_smoke_produces_every_output(tmp_path):
   again = json.loads((results / "summary.json").read_text())
   assert again["tasks"]["retrosynthesis"]["natural_minus_scratch"] == pytest.approx(
       task["natural_minus_scratch"])
-  assert not any(key.startswith("finetune (worker") for key in again["phases"])
+  assert not any(key.startswith(("finetune (worker", "evaluation")) for key in again["phases"])
 
 
 def test_gpu_profile_plans_a_t5_small_sized_study():
