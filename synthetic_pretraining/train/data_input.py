@@ -104,9 +104,14 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
   ds = ds.batch(batch_size, drop_remainder=True)
   if skip_batches and not jump:
     ds = ds.skip(skip_batches)  # Exact, but regenerates what it skips.
+  return with_autotune(ds.prefetch(tf.data.AUTOTUNE), autotune)
+
+
+def with_autotune(ds: tf.data.Dataset, enabled: bool) -> tf.data.Dataset:
+  """`ds` with tf.data's autotuning switched on or off (see `get_dataset` for why it is off)."""
   options = tf.data.Options()
-  options.autotune.enabled = autotune
-  return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+  options.autotune.enabled = enabled
+  return ds.with_options(options)
 
 
 def output_is_trimmed(task: seqio.Task | seqio.Mixture) -> bool:

@@ -17,7 +17,6 @@ import gin
 import jax
 import numpy as np
 import seqio
-import tensorflow as tf
 
 from synthetic_pretraining.train import data_input
 from synthetic_pretraining.train import metrics_io
@@ -189,9 +188,8 @@ class TestSetEvaluator:
     ds = task.get_dataset(self.lengths, split=self.split, shuffle=False, num_epochs=1,
                           use_cached=False, seed=0)
     converter = data_input.feature_converter(pack=False)
-    options = tf.data.Options()
-    options.autotune.enabled = False  # No stall when the iterator is deleted (data_input).
-    ds = converter(ds, self.lengths).with_options(options)
+    # No stall when the iterator is deleted (data_input.get_dataset).
+    ds = data_input.with_autotune(converter(ds, self.lengths), False)
     rows = list(ds.as_numpy_iterator())
     if not rows:
       raise ValueError(f"the {self.split!r} split of {self.name} is empty")
